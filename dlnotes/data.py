@@ -26,6 +26,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,13 +131,22 @@ REGISTRY: dict[str, Remote] = {
 }
 
 
+def _import_pooch():
+    """Import pooch quietly: in a Jupyter kernel without ipywidgets, pooch's import of
+    ``tqdm.auto`` warns "IProgress not found" on stderr, and we never show its progress bars."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        pooch = _import_pooch()
+    return pooch
+
+
 class DatasetUnavailableError(FileNotFoundError):
     """A dataset file is neither cached, nor in the mirror, nor downloadable."""
 
 
 def cache_dir() -> Path:
     """The cache folder: ``$DLNOTES_CACHE_DIR`` or the OS user cache (``pooch.os_cache``)."""
-    import pooch
+    pooch = _import_pooch()
 
     configured = os.environ.get(CACHE_ENV)
     return Path(configured).expanduser() if configured else Path(pooch.os_cache("dlnotes"))
@@ -182,8 +192,9 @@ def _downloader(name: str, remote: Remote):
                 f"Dataset {name!r} ({remote.path}) is only distributed with the course data mirror and "
                 f"was not found in {where}. Point {MIRROR_ENV} at a folder that contains {remote.path}."
             )
-        import pooch
         import requests
+
+        pooch = _import_pooch()
 
         try:
             pooch.HTTPDownloader(progressbar=False, timeout=30)(url, output_file, pooch_instance)
@@ -209,7 +220,7 @@ def fetch(name: str) -> Path:
             (the corrupt copy is not kept).
         DatasetUnavailableError: the file is not cached, not in the mirror and cannot be downloaded.
     """
-    import pooch
+    pooch = _import_pooch()
 
     remote = _check_name(name)
     target = cache_dir() / remote.path
