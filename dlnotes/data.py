@@ -136,7 +136,7 @@ def _import_pooch():
     ``tqdm.auto`` warns "IProgress not found" on stderr, and we never show its progress bars."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="IProgress not found")
-        pooch = _import_pooch()
+        import pooch
     return pooch
 
 
