@@ -54,10 +54,31 @@ def seed_everything(seed: int = 0) -> int:
 
         torch.manual_seed(seed)  # also seeds every CUDA device
     if "keras" in sys.modules:
-        import keras
-
-        keras.utils.set_random_seed(seed)
+        _seed_keras(seed)
     return seed
+
+
+def _seed_keras(seed: int) -> None:
+    """Reset Keras's global seed and seed generator, as ``keras.utils.set_random_seed`` does.
+
+    That function also imports TensorFlow whenever it is installed (to seed ``tf.random``),
+    which costs seconds and prints log lines on stderr in a torch-backend notebook; so when
+    TensorFlow is neither imported nor the backend, only Keras's own state is reset.
+    """
+    import keras
+
+    if "tensorflow" in sys.modules or keras.backend.backend() == "tensorflow":
+        keras.utils.set_random_seed(seed)
+        return
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+        from keras.src.utils import rng_utils
+    except ImportError:  # a future Keras moved its internals: fall back to the public call
+        keras.utils.set_random_seed(seed)
+        return
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
 
 
 def get_device(prefer: str | None = None):

@@ -1,6 +1,8 @@
 """dlnotes.runtime: seeding, device choice and the environment report."""
 
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -29,6 +31,17 @@ def test_seed_everything_resets_keras_seed_generator():
     dlnotes.seed_everything(7)
     b = keras.ops.convert_to_numpy(keras.random.normal((3,)))
     np.testing.assert_array_equal(a, b)
+
+
+def test_seed_everything_does_not_import_tensorflow_for_torch_keras():
+    code = (
+        "import os, sys; os.environ['KERAS_BACKEND'] = 'torch'; import keras, dlnotes; "
+        "dlnotes.seed_everything(3); a = keras.ops.convert_to_numpy(keras.random.normal((2,))); "
+        "dlnotes.seed_everything(3); b = keras.ops.convert_to_numpy(keras.random.normal((2,))); "
+        "print('tensorflow' in sys.modules, (a == b).all())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
 
 
 @pytest.mark.parametrize("seed, error, match", [
