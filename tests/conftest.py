@@ -1,4 +1,9 @@
-"""Shared pytest configuration: one hypothesis profile for the whole suite."""
+"""Shared pytest configuration: Keras on PyTorch, and one hypothesis profile for the suite."""
+
+import os
+
+# Before any test module imports keras: the tests compare Keras on the torch backend.
+os.environ["KERAS_BACKEND"] = "torch"
 
 from hypothesis import HealthCheck, settings
 

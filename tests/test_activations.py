@@ -93,7 +93,7 @@ KERAS_CASES = {
 
 @pytest.mark.parametrize("name", KERAS_CASES)
 def test_matches_keras_ops_float32(name):
-    keras = pytest.importorskip("keras")
+    import keras  # a core dependency: never skip
     ours, keras_name, kwargs = KERAS_CASES[name]
     x = sample().astype(np.float32)
     theirs = getattr(keras.ops, keras_name)(torch.from_numpy(x), **kwargs)  # a torch tensor on this backend

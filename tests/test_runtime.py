@@ -25,7 +25,7 @@ def test_seed_everything_makes_every_generator_repeat():
 
 
 def test_seed_everything_resets_keras_seed_generator():
-    keras = pytest.importorskip("keras")
+    import keras  # a core dependency: never skip
     dlnotes.seed_everything(7)
     a = keras.ops.convert_to_numpy(keras.random.normal((3,)))
     dlnotes.seed_everything(7)

@@ -55,7 +55,7 @@ def test_mse_loss_and_backward_match_torch_autograd(problem):
 
 
 def test_matches_keras_dense_layers(problem):
-    keras = pytest.importorskip("keras")
+    import keras  # a core dependency: never skip
     params, X, Y = problem
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(2)])
     model.set_weights([params[k].astype("float32") for k in two_layer.PARAM_NAMES])
