@@ -413,6 +413,18 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity: str = "ta
     return _output(hs[1:], batch_first), hs[T], cache
 
 
+def _sequence_upstream(doutputs, hs, batch_first):
+    """Upstream gradient of every output, time-major ``(T, N, H)``; zeros when ``None``."""
+    dout = _check_grad("doutputs", doutputs, _output(hs[1:], batch_first).shape)
+    return np.zeros_like(hs[1:]) if dout is None else _output(dout, batch_first)
+
+
+def _state_upstream(name, grad, like):
+    """Upstream gradient of a final state, shaped like ``like``; zeros when ``None``."""
+    grad = _check_grad(name, grad, like.shape)
+    return np.zeros_like(like) if grad is None else grad
+
+
 def rnn_backward(doutputs, dh_T, cache) -> dict:
     r"""Backpropagation through time for :func:`rnn_forward`.
 
@@ -431,10 +443,8 @@ def rnn_backward(doutputs, dh_T, cache) -> dict:
     hs, x, bf = cache["hs"], cache["x"], cache["batch_first"]
     W_ih, W_hh, b_ih, b_hh = cache["params"]
     T = x.shape[0]
-    dout = _check_grad("doutputs", doutputs, _output(hs[1:], bf).shape)
-    dout = np.zeros_like(hs[1:]) if dout is None else _output(dout, bf)
-    dh = _check_grad("dh_T", dh_T, hs[0].shape)
-    dh = np.zeros_like(hs[0]) if dh is None else dh
+    dout = _sequence_upstream(doutputs, hs, bf)
+    dh = _state_upstream("dh_T", dh_T, hs[0])
     da = np.empty_like(hs[1:])
     for t in reversed(range(T)):
         da[t] = _rnn_local_grad(dh + dout[t], hs[t + 1], cache["nonlinearity"])
@@ -502,13 +512,10 @@ def lstm_backward(doutputs, dstate_T, cache) -> dict:
     hs, cs, x, bf = cache["hs"], cache["cs"], cache["x"], cache["batch_first"]
     W_ih, W_hh, b_ih, b_hh = cache["params"]
     T = x.shape[0]
-    dout = _check_grad("doutputs", doutputs, _output(hs[1:], bf).shape)
-    dout = np.zeros_like(hs[1:]) if dout is None else _output(dout, bf)
+    dout = _sequence_upstream(doutputs, hs, bf)
     dh_T, dc_T = _check_pair("dstate_T", dstate_T)
-    dh = _check_grad("dh_T", dh_T, hs[0].shape)
-    dc = _check_grad("dc_T", dc_T, hs[0].shape)
-    dh = np.zeros_like(hs[0]) if dh is None else dh
-    dc = np.zeros_like(hs[0]) if dc is None else dc
+    dh = _state_upstream("dh_T", dh_T, hs[0])
+    dc = _state_upstream("dc_T", dc_T, hs[0])
     da = np.empty_like(cache["gates"])
     for t in reversed(range(T)):
         da[t], dc = _lstm_local_grad(dh + dout[t], dc, cache["gates"][t], cs[t], cs[t + 1])
@@ -566,10 +573,8 @@ def gru_backward(doutputs, dh_T, cache) -> dict:
     hs, x, bf = cache["hs"], cache["x"], cache["batch_first"]
     W_ih, W_hh, b_ih, b_hh = cache["params"]
     T = x.shape[0]
-    dout = _check_grad("doutputs", doutputs, _output(hs[1:], bf).shape)
-    dout = np.zeros_like(hs[1:]) if dout is None else _output(dout, bf)
-    dh = _check_grad("dh_T", dh_T, hs[0].shape)
-    dh = np.zeros_like(hs[0]) if dh is None else dh
+    dout = _sequence_upstream(doutputs, hs, bf)
+    dh = _state_upstream("dh_T", dh_T, hs[0])
     da_i, da_h = np.empty_like(cache["gates"]), np.empty_like(cache["gates"])
     for t in reversed(range(T)):
         da_i[t], da_h[t], dh_direct = _gru_local_grad(dh + dout[t], cache["gates"][t], cache["hn"][t], hs[t])
