@@ -1,4 +1,4 @@
-"""Benchmark dlnotes.conv.conv2d against torch.nn.functional.conv2d (CPU) and against conv2d_naive.
+"""Benchmark dlnotes.scratch.conv.conv2d against torch.nn.functional.conv2d (CPU) and against conv2d_naive.
 
 The main case is the first layer of a small MNIST network: a batch of 64 images of 1 x 28 x 28,
 32 filters of 3 x 3, stride 1, no padding, with bias; forward pass only. A second case, a deeper
@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dlnotes import conv  # noqa: E402
+from dlnotes.scratch import conv  # noqa: E402
 
 BATCH, NAIVE_BATCH = 64, 4
 DEFAULT_THREADS = torch.get_num_threads()

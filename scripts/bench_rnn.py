@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dlnotes import rnn  # noqa: E402
+from dlnotes.scratch import rnn  # noqa: E402
 
 BATCH, LENGTH, INPUT, HIDDEN = 64, 50, 64, 128
 GOAL = 3.0
@@ -74,7 +74,7 @@ def table(rows: dict, threads: int) -> str:
         f"no gradient; median of several runs on {platform.machine()} with {threads} thread(s) for both, "
         f"NumPy {np.__version__}, torch {torch.__version__}.",
         "",
-        "| dtype | dlnotes.rnn.lstm_forward (ms) | torch.nn.LSTM (ms) | ratio (ours / torch) "
+        "| dtype | dlnotes.scratch.rnn.lstm_forward (ms) | torch.nn.LSTM (ms) | ratio (ours / torch) "
         "| CPU ms, ours / torch | CPU ratio | goal ≤ 3× |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]

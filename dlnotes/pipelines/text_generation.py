@@ -1,0 +1,383 @@
+r"""Character-level text generation with an LSTM in PyTorch.
+
+Taught in: *Text generation with PyTorch* (``book/projects/text_generation.ipynb``).
+
+A character-level language model reads a text one character at a time and, at every
+position :math:`t`, predicts a distribution over the next character. Trained with the
+cross-entropy
+
+.. math::
+
+    L = -\frac{1}{NT} \sum_{n=1}^{N} \sum_{t=1}^{T} \log p_\theta(c_{n,t+1} \mid c_{n,1}, \dots, c_{n,t})
+
+(in nats per character; :math:`\exp(L)` is the perplexity), it generates text by sampling one
+character, feeding it back in, and repeating.
+
+The module holds, in the order the chapter uses them: a :class:`Vocabulary`
+(characters :math:`\leftrightarrow` integer ids), :func:`random_windows` (seeded input/target
+windows from one long id sequence), :class:`LSTMModel` (the seed listing, kept exactly as it was
+written), :class:`CharLSTM` (the model a practitioner would write), :func:`train_step`,
+:func:`evaluate_loss`, :func:`perplexity` and :func:`sample`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from dlnotes._checks import check_positive_int
+
+__all__ = ["Vocabulary", "random_windows", "LSTMModel", "CharLSTM", "train_step",
+           "evaluate_loss", "perplexity", "sample"]
+
+
+def _check_text(name: str, value) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"`{name}` must be a str. Received: {name} of type {type(value).__name__}")
+    return value
+
+
+def _check_ids(name: str, value) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor) or value.dtype != torch.int64:
+        got = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
+        raise TypeError(f"`{name}` must be an int64 torch tensor. Received: {name} of type {got}")
+    return value
+
+
+def _check_model(value) -> nn.Module:
+    if not isinstance(value, nn.Module):
+        raise TypeError(f"`model` must be a torch.nn.Module. Received: model of type {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The characters of a corpus, sorted, and their integer ids ``0, ..., len(chars) - 1``.
+
+    Build it with :meth:`from_text`; the order is the sorted order of the characters, so the
+    same text always gives the same ids, whatever order its characters appear in.
+
+    Attributes:
+        chars: the distinct characters, sorted (``chars[i]`` has id ``i``).
+    """
+
+    chars: tuple[str, ...]
+
+    def __post_init__(self):
+        if (not isinstance(self.chars, tuple) or not self.chars
+                or not all(isinstance(c, str) and len(c) == 1 for c in self.chars)
+                or list(self.chars) != sorted(set(self.chars))):
+            raise ValueError("`chars` must be a non-empty tuple of distinct single characters, sorted. "
+                             f"Received: chars={self.chars!r}")
+        object.__setattr__(self, "_index", {c: i for i, c in enumerate(self.chars)})
+
+    @classmethod
+    def from_text(cls, text: str) -> "Vocabulary":
+        """The sorted set of characters of ``text``.
+
+        Raises:
+            TypeError: ``text`` is not a str.
+            ValueError: ``text`` is empty.
+        """
+        text = _check_text("text", text)
+        if not text:
+            raise ValueError("`text` must contain at least one character. Received: text=''")
+        return cls(tuple(sorted(set(text))))
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> torch.Tensor:
+        """Character ids of ``text``: int64 tensor of shape ``(len(text),)``.
+
+        Raises:
+            TypeError: ``text`` is not a str.
+            ValueError: ``text`` contains a character that is not in the vocabulary.
+        """
+        text = _check_text("text", text)
+        unknown = sorted(set(text) - set(self._index))
+        if unknown:
+            raise ValueError(f"`text` contains characters not in the vocabulary: {unknown!r}. "
+                             f"Received: text={text[:40]!r}")
+        return torch.tensor([self._index[c] for c in text], dtype=torch.int64)
+
+    def decode(self, ids) -> str:
+        """The text of a 1-D sequence of ids (a tensor or a list of ints); the inverse of :meth:`encode`.
+
+        Raises:
+            ValueError: ``ids`` is not 1-D or holds an id outside ``[0, len(self))``.
+        """
+        ids = torch.as_tensor(ids, dtype=torch.int64)
+        if ids.ndim != 1:
+            raise ValueError(f"`ids` must be 1-D. Received: ids.shape={tuple(ids.shape)}")
+        bad = ids[(ids < 0) | (ids >= len(self.chars))]
+        if len(bad):
+            raise ValueError(f"`ids` must lie in [0, {len(self.chars)}). Received: ids containing {bad[0].item()}")
+        return "".join(self.chars[i] for i in ids.tolist())
+
+
+def random_windows(data: torch.Tensor, batch_size: int, seq_len: int,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""A batch of random windows of a long id sequence, and the same windows shifted by one.
+
+    Window :math:`n` starts at a uniformly drawn :math:`s_n \in [0, \mathrm{len}(data) - T - 1]`;
+    inputs are :math:`x_{n,t} = data[s_n + t]` and targets :math:`y_{n,t} = data[s_n + t + 1]`:
+    at every position the target is the next character.
+
+    Args:
+        data: int64 tensor of shape ``(L,)`` with ``L >= seq_len + 1``.
+        batch_size: number of windows :math:`N`.
+        seq_len: window length :math:`T`.
+        generator: a seeded ``torch.Generator`` for reproducible batches (default: torch's global one).
+
+    Returns:
+        ``(x, y)``, each int64 of shape ``(batch_size, seq_len)``, on ``data``'s device.
+
+    Raises:
+        TypeError: ``data`` is not an int64 tensor.
+        ValueError: ``data`` is not 1-D or is shorter than ``seq_len + 1``; a size is not a positive integer.
+    """
+    data = _check_ids("data", data)
+    batch_size = check_positive_int("batch_size", batch_size)
+    seq_len = check_positive_int("seq_len", seq_len)
+    if data.ndim != 1 or len(data) < seq_len + 1:
+        raise ValueError(f"`data` must be 1-D with at least seq_len + 1 = {seq_len + 1} ids. "
+                         f"Received: data.shape={tuple(data.shape)}")
+    starts = torch.randint(0, len(data) - seq_len, (batch_size,), generator=generator)
+    windows = data[starts.to(data.device)[:, None] + torch.arange(seq_len + 1, device=data.device)]
+    return windows[:, :-1], windows[:, 1:]
+
+
+class LSTMModel(nn.Module):
+    """The seed listing, kept exactly as written: one prediction per sequence.
+
+    ``input`` is sequence-first, ``(T, N, input_size)`` (one-hot vectors for characters),
+    ``hidden`` is a tuple ``(h_0, c_0)``, each ``(1, N, hidden_size)``, that the caller must
+    create and carry. Returns the prediction from the last time step, ``(N, output_size)``, and
+    the new ``hidden``. The chapter explains what this design implies and improves it as :class:`CharLSTM`.
+    """
+
+    def __init__(self, input_size, hidden_size, output_size):
+        super(LSTMModel, self).__init__()
+        self.hidden_size = hidden_size
+        self.lstm = nn.LSTM(input_size, hidden_size)
+        self.fc = nn.Linear(hidden_size, output_size)
+
+    def forward(self, input, hidden):
+        output, hidden = self.lstm(input, hidden)
+        output = self.fc(output[-1])
+        return output, hidden
+
+
+class CharLSTM(nn.Module):
+    r"""Character-level LSTM language model: embedding, LSTM, a prediction at every step.
+
+    .. math::
+
+        e_t = E[c_t], \quad (h_t, s_t) = \mathrm{LSTM}(e_t, (h_{t-1}, s_{t-1})), \quad
+        \mathrm{logits}_t = W \, \mathrm{dropout}(h_t) + b .
+
+    Args:
+        vocab_size: number of characters :math:`V`.
+        embedding_dim: size of the character embedding (default 64); ``nn.Embedding`` replaces one-hot inputs.
+        hidden_size: LSTM state size :math:`H` (default 256).
+        num_layers: stacked LSTM layers (default 1).
+        dropout: dropout probability on the LSTM output and, with ``num_layers > 1``, between layers
+            (default 0.0, as ``nn.LSTM``'s ``dropout``).
+
+    Raises:
+        ValueError: a size is not a positive integer, or ``dropout`` is not in ``[0, 1)``.
+    """
+
+    def __init__(self, vocab_size: int, embedding_dim: int = 64, hidden_size: int = 256,
+                 num_layers: int = 1, dropout: float = 0.0):
+        super().__init__()
+        for name, value in (("vocab_size", vocab_size), ("embedding_dim", embedding_dim),
+                            ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            check_positive_int(name, value)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"`dropout` must be a number in [0, 1). Received: dropout={dropout!r}")
+        self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.lstm = nn.LSTM(embedding_dim, hidden_size, num_layers=num_layers, batch_first=True,
+                            dropout=dropout if num_layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(hidden_size, vocab_size)
+
+    def forward(self, x: torch.Tensor, hidden: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """Logits for the next character at every position.
+
+        Args:
+            x: int64 character ids of shape ``(N, T)`` (batch first).
+            hidden: ``(h, c)``, each ``(num_layers, N, hidden_size)``, or ``None`` for zeros.
+
+        Returns:
+            ``(logits, hidden)``: logits of shape ``(N, T, vocab_size)`` and the final ``(h, c)``,
+            which can be passed back in to continue the sequence.
+
+        Raises:
+            TypeError: ``x`` is not an int64 tensor.
+            ValueError: ``x`` is not 2-D.
+        """
+        x = _check_ids("x", x)
+        if x.ndim != 2:
+            raise ValueError(f"`x` must be 2-D (batch, seq_len). Received: x.shape={tuple(x.shape)}")
+        output, hidden = self.lstm(self.embedding(x), hidden)
+        return self.fc(self.dropout(output)), hidden
+
+
+def _next_char_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    logits, _ = model(x)
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction=reduction)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               clip_norm: float | None = 1.0) -> float:
+    r"""One optimisation step on the mean next-character cross-entropy, with gradient clipping.
+
+    Computes :math:`L` (see the module docstring) on the batch, back-propagates, rescales the
+    gradient so that its global norm is at most ``clip_norm``
+    (:math:`g \leftarrow g \min(1, \tau / \lVert g \rVert)`, as ``torch.nn.utils.clip_grad_norm_``)
+    and lets ``optimizer`` update the parameters.
+
+    Args:
+        model: a :class:`CharLSTM` (or any module mapping ``(N, T)`` ids to ``((N, T, V) logits, state)``).
+        optimizer: the optimizer over ``model``'s parameters.
+        x, y: int64 inputs and targets, each ``(N, T)``, on the model's device.
+        clip_norm: the largest allowed gradient norm :math:`\tau` (default 1.0); ``None`` disables clipping.
+
+    Returns:
+        The batch loss before the update, in nats per character.
+
+    Raises:
+        TypeError: ``model`` or ``optimizer`` has the wrong type, or ``x``/``y`` is not int64.
+        ValueError: ``x`` and ``y`` differ in shape, or ``clip_norm`` is not positive.
+    """
+    model = _check_model(model)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"`optimizer` must be a torch.optim.Optimizer. "
+                        f"Received: optimizer of type {type(optimizer).__name__}")
+    x, y = _check_ids("x", x), _check_ids("y", y)
+    if x.shape != y.shape:
+        raise ValueError(f"`y` must have the shape of `x` {tuple(x.shape)}. Received: y.shape={tuple(y.shape)}")
+    if clip_norm is not None and (isinstance(clip_norm, bool) or not isinstance(clip_norm, (int, float))
+                                  or not clip_norm > 0):
+        raise ValueError(f"`clip_norm` must be a positive number or None. Received: clip_norm={clip_norm!r}")
+    model.train()
+    loss = _next_char_loss(model, x, y)
+    optimizer.zero_grad()
+    loss.backward()
+    if clip_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    optimizer.step()
+    return loss.item()
+
+
+def evaluate_loss(model: nn.Module, data: torch.Tensor, seq_len: int, batch_size: int = 256) -> float:
+    r"""Mean next-character cross-entropy of ``model`` on ``data``, in nats per character.
+
+    ``data`` is cut into ``K = (len(data) - 1) // seq_len`` consecutive, non-overlapping windows of
+    ``seq_len`` characters (each starting from a zero state, like training windows); the loss is
+    averaged over all :math:`K T` predictions. Runs in eval mode (no dropout) without gradients
+    and restores the model's previous mode.
+
+    Args:
+        model: as in :func:`train_step`.
+        data: int64 ids of shape ``(L,)`` with ``L >= seq_len + 1``, on the model's device.
+        seq_len: window length :math:`T`.
+        batch_size: windows per forward pass (memory only; default 256).
+
+    Returns:
+        The loss in nats per character (a float).
+
+    Raises:
+        TypeError: ``model`` is not a module or ``data`` is not an int64 tensor.
+        ValueError: ``data`` is not 1-D or too short; a size is not a positive integer.
+    """
+    model = _check_model(model)
+    data = _check_ids("data", data)
+    seq_len = check_positive_int("seq_len", seq_len)
+    batch_size = check_positive_int("batch_size", batch_size)
+    if data.ndim != 1 or len(data) < seq_len + 1:
+        raise ValueError(f"`data` must be 1-D with at least seq_len + 1 = {seq_len + 1} ids. "
+                         f"Received: data.shape={tuple(data.shape)}")
+    k = (len(data) - 1) // seq_len
+    x = data[: k * seq_len].view(k, seq_len)
+    y = data[1: k * seq_len + 1].view(k, seq_len)
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, k, batch_size):
+            total += _next_char_loss(model, x[i: i + batch_size], y[i: i + batch_size], reduction="sum").item()
+    model.train(was_training)
+    return total / (k * seq_len)
+
+
+def perplexity(loss: float) -> float:
+    r"""Perplexity :math:`\exp(L)` of a cross-entropy :math:`L` in nats per character.
+
+    A model with perplexity :math:`P` is as uncertain as a uniform choice among :math:`P`
+    characters; an untrained model over :math:`V` characters has :math:`L \approx \log V`, :math:`P \approx V`.
+
+    Raises:
+        ValueError: ``loss`` is not a finite non-negative number.
+    """
+    if isinstance(loss, bool) or not isinstance(loss, (int, float)) or not 0 <= loss < math.inf:
+        raise ValueError(f"`loss` must be a finite non-negative number (nats). Received: loss={loss!r}")
+    return math.exp(loss)
+
+
+def sample(model: nn.Module, vocab: Vocabulary, prompt: str, length: int, temperature: float = 1.0,
+           seed: int = 0) -> str:
+    r"""Generate ``length`` characters after ``prompt``, one at a time, feeding each back in.
+
+    The next character is drawn from :math:`\mathrm{softmax}(\mathrm{logits} / \tau)`: a temperature
+    :math:`\tau < 1` sharpens the distribution (:math:`\tau \to 0` is greedy argmax decoding),
+    :math:`\tau > 1` flattens it. Draws use a CPU ``torch.Generator`` seeded with ``seed``
+    (``torch.multinomial``), so a seed reproduces the text for given logits on any device.
+
+    Args:
+        model: a :class:`CharLSTM`-like model (``forward(x, hidden)`` returning ``(logits, hidden)``).
+        vocab: the :class:`Vocabulary` the model was trained with.
+        prompt: at least one character, all in ``vocab``.
+        length: number of characters to generate (``>= 0``).
+        temperature: :math:`\tau > 0` (default 1.0).
+        seed: seed of the generator (default 0).
+
+    Returns:
+        ``prompt`` followed by the ``length`` generated characters.
+
+    Raises:
+        TypeError: ``model``/``vocab``/``prompt`` has the wrong type.
+        ValueError: ``prompt`` is empty or has unknown characters; ``length`` is negative;
+            ``temperature`` is not a finite positive number; ``seed`` is not a non-negative integer.
+    """
+    model = _check_model(model)
+    if not isinstance(vocab, Vocabulary):
+        raise TypeError(f"`vocab` must be a Vocabulary. Received: vocab of type {type(vocab).__name__}")
+    prompt = _check_text("prompt", prompt)
+    if not prompt:
+        raise ValueError("`prompt` must contain at least one character. Received: prompt=''")
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        raise ValueError(f"`length` must be a non-negative integer. Received: length={length!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+        raise ValueError(f"`temperature` must be a finite number > 0. Received: temperature={temperature!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"`seed` must be a non-negative integer. Received: seed={seed!r}")
+    ids = vocab.encode(prompt)
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    out = ids.tolist()
+    with torch.no_grad():
+        logits, hidden = model(ids[None, :].to(device))
+        for _ in range(length):
+            probs = torch.softmax(logits[0, -1].double().cpu() / temperature, dim=-1)
+            nxt = torch.multinomial(probs, 1, generator=generator)
+            out.append(nxt.item())
+            logits, hidden = model(nxt[None, :].to(device), hidden)
+    model.train(was_training)
+    return vocab.decode(out)
