@@ -2,9 +2,11 @@
 
 Most tests build a small fake mirror in a temporary folder and register a file in it,
 so the loader's logic is tested without the network or the real mirror. The tests of
-the real files run when ``DLNOTES_DATA_MIRROR`` points at the course mirror (CI sets it).
+the real files run when ``DLNOTES_DATA_MIRROR`` points at the course mirror (.ci/run sets
+it); without it they are skipped locally and fail under ``CI=true``.
 """
 
+import functools
 import gzip
 import hashlib
 import os
@@ -16,9 +18,20 @@ import pytest
 from dlnotes import data
 
 REAL_MIRROR = os.environ.get(data.MIRROR_ENV)
-needs_mirror = pytest.mark.skipif(
-    not REAL_MIRROR, reason=f"{data.MIRROR_ENV} is unset; .ci/run sets it to ../shared/data"
-)
+IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def needs_mirror(test):
+    """Run ``test`` against the real mirror: a skip locally without it, a failure in CI."""
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        if not REAL_MIRROR:
+            message = f"{data.MIRROR_ENV} is unset; .ci/run sets it to ../shared/data"
+            if IN_CI:
+                pytest.fail(f"CI=true but {message}: the real-mirror tests must run in CI")
+            pytest.skip(message)
+        return test(*args, **kwargs)
+    return wrapper
 
 
 @pytest.fixture
