@@ -5,11 +5,17 @@ The main case is the first layer of a small MNIST network: a batch of 64 images 
 layer with 32 -> 64 channels on 14 x 14 maps (padding 1), shows where the framework pulls ahead. Every variant runs
 in this one process, on the same arrays, at the same dtype (float32, the framework default,
 and float64, the dtype of the unit tests) and with the same number of threads (1, and torch's
-default; NumPy's BLAS threads are set with threadpoolctl). Each number is the median of several
-runs, in wall-clock and in process CPU seconds (all threads). conv2d_naive is timed on a batch
-of 4 and scaled to 64 (its cost is linear in the batch). The goal: conv2d within 3x torch's time.
-On a machine shared with other busy processes, multi-threaded timings of both libraries are
-inflated unpredictably (threads wait for each other); the one-thread rows stay meaningful.
+default). The thread count is set for torch (``torch.set_num_threads``) and for every native
+thread pool (NumPy's BLAS, OpenMP, with threadpoolctl) before each block of timings, and the
+script sleeps briefly before each timing so that the previous library's idle worker threads
+have stopped spinning (OpenBLAS's workers spin for about 0.1 s after each call, and were
+counted in torch's one-thread CPU time before this was done). Each number is the median of
+several runs, in wall-clock and in process CPU seconds (all threads); every row is checked
+to satisfy CPU <= wall x threads, and the script fails when one does not. conv2d_naive is
+timed on a batch of 4 and scaled to 64 (its cost is linear in the batch). The goal: conv2d
+within 3x torch's time. The table starts with the load average: on a machine shared with
+other busy processes, multi-threaded timings are inflated unpredictably (threads wait for
+each other) and the table says so.
 
 Usage (from the repository root)::
 
@@ -20,18 +26,16 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+from common import blas_name, cpu_fits_threads, limit_threads, load_report, median_time, settle  # noqa: E402
 
 from dlnotes.scratch import conv  # noqa: E402
 
@@ -46,18 +50,6 @@ CASES = {
 }
 
 
-def median_time(fn, repeats: int) -> tuple[float, float]:
-    """Median wall and process-CPU seconds of ``fn()`` over ``repeats`` runs, after one warm-up."""
-    fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - w0)
-        cpu.append(time.process_time() - c0)
-    return float(np.median(wall)), float(np.median(cpu))
-
-
 def measure(case: tuple, dtype, repeats: int) -> dict:
     """Times in seconds: ``{("torch" | "conv2d", threads): (wall, cpu), "conv2d_naive": (wall, cpu)}``."""
     c_in, size, c_out, k, padding = case
@@ -70,28 +62,40 @@ def measure(case: tuple, dtype, repeats: int) -> dict:
     assert np.allclose(conv.conv2d(x, w, b, padding=padding), expected, rtol=1e-3, atol=1e-3), "conv2d != torch"
     rows = {}
     for threads in THREADS:
-        torch.set_num_threads(threads)
-        with torch.inference_mode():
-            rows["torch", threads] = median_time(
-                lambda: torch.nn.functional.conv2d(xt, wt, bt, padding=padding), repeats)
-        with threadpool_limits(limits=threads, user_api="blas"):
+        with limit_threads(threads):  # torch's and NumPy's threads, then a pause
+            with torch.inference_mode():
+                rows["torch", threads] = median_time(
+                    lambda: torch.nn.functional.conv2d(xt, wt, bt, padding=padding), repeats)
+            settle()
             rows["conv2d", threads] = median_time(lambda: conv.conv2d(x, w, b, padding=padding), repeats)
-    torch.set_num_threads(DEFAULT_THREADS)
     small = x[:NAIVE_BATCH]
-    with threadpool_limits(limits=1, user_api="blas"):
+    with limit_threads(1):
         naive_wall, naive_cpu = median_time(lambda: conv.conv2d_naive(small, w, b, padding=padding), 3)
     scale = BATCH / NAIVE_BATCH
     rows["conv2d_naive"] = (naive_wall * scale, naive_cpu * scale)
     return rows
 
 
-def table(results: dict, repeats: int) -> str:
+def cpu_violations(results: dict) -> list[str]:
+    """The rows whose CPU time exceeds wall time x threads: a thread limit that did not hold."""
+    bad = []
+    for (case, dtype), rows in results.items():
+        for key, (wall, cpu) in rows.items():
+            threads = key[1] if isinstance(key, tuple) else 1
+            if not cpu_fits_threads(wall, cpu, threads):
+                bad.append(f"{case}, {dtype}, {key}: {cpu * 1e3:.2f} CPU ms > {wall * 1e3:.2f} ms x {threads}")
+    return bad
+
+
+def table(results: dict, repeats: int, report: str) -> str:
     lines = [
+        report,
+        "",
         f"Forward pass of one convolution layer (3 x 3 filters, stride 1, with bias) on a batch of "
-        f"{BATCH}, on the CPU: {os.cpu_count()} CPU(s) ({platform.machine()}), torch {torch.__version__}, "
-        f"NumPy {np.__version__} (OpenBLAS). Both sides run in one process on the same arrays, at the "
+        f"{BATCH}, on the CPU: torch {torch.__version__}, "
+        f"NumPy {np.__version__} ({blas_name()}). Both sides run in one process on the same arrays, at the "
         f"same dtype and with the same number of threads (torch's intra-op threads, NumPy's BLAS "
-        f"threads). Medians of {repeats} runs; CPU ms count all threads. `conv2d_naive` ran 3 times "
+        f"threads), set before each block of timings. Medians of {repeats} runs; CPU ms count all threads. `conv2d_naive` ran 3 times "
         f"on a batch of {NAIVE_BATCH} and is scaled by {BATCH // NAIVE_BATCH}; the speed-up compares "
         f"it with `conv2d` on one thread.",
         "",
@@ -113,23 +117,33 @@ def table(results: dict, repeats: int) -> str:
     goal = {key: r for key, r in ratios.items() if key[0] == first}
     ok = "met" if all(r <= GOAL for r in goal.values()) else "**not met**"
     worst = max(goal.values())
+    bad = cpu_violations(results)
+    cpu_check = ("yes" if not bad else
+                 f"**no, the thread limit did not hold in {len(bad)} row(s); these timings are not valid**")
     lines += ["", f"Goal for the first layer, `conv2d` within {GOAL:.0f}x torch's time at the same dtype "
-              f"and thread count: {ok} (worst ratio {worst:.2f})."]
+              f"and thread count: {ok} (worst ratio {worst:.2f}).",
+              "", f"Check: in every row, CPU time <= wall time x threads (within 10%): {cpu_check}."]
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     parser.add_argument("--repeats", type=int, default=30)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    report = load_report()
     results = {(name, dtype.__name__): measure(case, dtype, args.repeats)
                for name, case in CASES.items() for dtype in (np.float32, np.float64)}
-    text = table(results, args.repeats)
+    text = table(results, args.repeats, report)
     print(text)
     if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(text, encoding="utf-8")
+    bad = cpu_violations(results)
+    for row in bad:
+        print(f"thread limit not applied: {row}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

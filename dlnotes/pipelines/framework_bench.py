@@ -9,8 +9,10 @@ Run one measurement from the command line; it prints one JSON line::
     python -m dlnotes.pipelines.framework_bench --backend torch --epochs 2
 
 ``--backend`` is a Keras 3 backend (``torch``, ``tensorflow``, ``jax``: the same Keras
-code, :func:`dlnotes.pipelines.image_classifier.build_keras_model`) or ``pytorch``: the plain
-PyTorch twin and its explicit training loop (:func:`dlnotes.pipelines.image_classifier.train_torch`).
+code, :func:`dlnotes.pipelines.image_classifier.build_keras_model` and ``train_keras``) or
+``pytorch``: the plain PyTorch twin and its explicit training loop
+(:func:`dlnotes.pipelines.image_classifier.train_torch`). Both paths use the same arguments
+(:mod:`dlnotes.pipelines.common`: Adam with the same epsilon, learning rate 1e-3, batches of 32).
 Keras reads ``KERAS_BACKEND`` once, when it is first imported, so each backend needs a
 fresh process: :func:`run_benchmark` starts one with the variable set and parses its line.
 
@@ -129,17 +131,25 @@ def count_code_lines(*sources) -> int:
 def model_code(backend: str) -> list:
     """The functions whose lines :func:`count_code_lines` counts for ``backend``.
 
-    Keras (any backend): ``build_keras_model`` + ``train_keras``. PyTorch:
-    ``build_torch_model`` + ``train_torch`` + ``predict_torch`` + ``evaluate_torch``.
+    Everything of ours that defines, trains and evaluates the model on that path, apart from
+    what both paths share (the argument checks and
+    :func:`~dlnotes.pipelines.common.classification_metrics`). Keras (any backend):
+    ``build_keras_model``, ``train_keras``, ``evaluate_keras`` and the ``compile`` + ``fit`` they
+    call. PyTorch: ``build_torch_model``, ``torch_images``, ``train_torch``, ``evaluate_torch`` and
+    the explicit loop they call.
 
     Raises:
         ValueError: ``backend`` is not one of :data:`BACKENDS`.
     """
+    from dlnotes.pipelines import common
     from dlnotes.pipelines import image_classifier as ic
 
     if check_backend(backend) == "pytorch":
-        return [ic.build_torch_model, ic.train_torch, ic.predict_torch, ic.evaluate_torch]
-    return [ic.build_keras_model, ic.train_keras]
+        return [ic.build_torch_model, ic.torch_images, ic.train_torch, ic.evaluate_torch, common.train_torch_classifier,
+                common._torch_tensors, common.fit_torch_classifier, common.torch_adam, common.torch_outputs,
+                common.evaluate_torch_classifier]
+    return [ic.build_keras_model, ic.train_keras, ic.evaluate_keras, common.train_keras_classifier,
+            common.fit_keras_classifier, common.keras_adam, common.evaluate_keras_classifier]
 
 
 def _seed(backend: str, seed: int) -> None:
@@ -222,18 +232,11 @@ def benchmark(backend: str, *, epochs: int = 2, n_train: int = 4000, n_test: int
         epoch_times.append(now - last[0])
         last[0] = now
 
-    if backend == "pytorch":
-        model = ic.build_torch_model()
-        last[0] = time.perf_counter()
-        ic.train_torch(model, x_train, y_train, epochs=epochs, seed=seed, on_epoch_end=on_epoch_end)
-        accuracy = ic.evaluate_torch(model, x_test, y_test)
-    else:
-        import keras
-
-        model = ic.build_keras_model()
-        timer = keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
-        last[0] = time.perf_counter()
-        _, accuracy = ic.train_keras(model, x_train, y_train, x_test, y_test, epochs=epochs, callbacks=[timer])
+    model = ic.build_torch_model() if backend == "pytorch" else ic.build_keras_model()
+    train, evaluate = (ic.train_torch, ic.evaluate_torch) if backend == "pytorch" else (ic.train_keras, ic.evaluate_keras)
+    last[0] = time.perf_counter()
+    train(model, x_train, y_train, epochs=epochs, batch_size=32, learning_rate=1e-3, seed=seed, on_epoch_end=on_epoch_end)
+    accuracy = evaluate(model, x_test, y_test)["accuracy"]
     usage = resource.getrusage(resource.RUSAGE_SELF)
     names = ("torch",) if backend == "pytorch" else ("keras", backend)
     versions = {name: sys.modules[name].__version__ for name in names}

@@ -1,6 +1,6 @@
 r"""One small classifier written twice, in PyTorch and in Keras, and the map between their weights.
 
-Taught in: *Frameworks: TensorFlow, PyTorch, Keras* (``book/foundations/frameworks.ipynb``),
+Taught in: *Frameworks: TensorFlow, PyTorch, Keras* (``book/projects/frameworks.ipynb``),
 where the two versions are shown side by side, trained on the same MNIST digits and checked
 to compute the same function once their weights agree.
 
@@ -14,20 +14,26 @@ The model is a multilayer perceptron: flatten the image to a vector
 
 Keras stores a ``Dense`` kernel as ``(fan_in, fan_out)`` and computes :math:`x W`; PyTorch
 stores a ``Linear`` weight as ``(fan_out, fan_in)`` and computes :math:`x W^\top`. The one
-place that knows this is :func:`keras_dense_to_torch_linear`.
+place that knows this is :func:`dlnotes.pipelines.common.keras_dense_to_torch_linear`
+(re-exported here).
+
+The functions follow the pipeline API of :mod:`dlnotes.pipelines.common`: ``build_*`` ->
+model, ``train_*`` -> ``History``, ``evaluate_*`` -> ``{"loss", "accuracy"}``.
 
 torch and keras are imported inside the functions that need them, so importing this module
 is cheap. Keras must use the torch backend (``KERAS_BACKEND=torch``) for :func:`train_keras`
-and for comparing gradients.
+and for comparing gradients with torch.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
-from dlnotes._checks import check_positive_float, check_positive_int
+
+from dlnotes._checks import check_positive_int
+from dlnotes.pipelines import common
+from dlnotes.pipelines.common import History, keras_dense_to_torch_linear
 
 __all__ = [
     "mlp_param_count",
@@ -38,7 +44,8 @@ __all__ = [
     "copy_keras_weights_to_torch",
     "train_torch",
     "train_keras",
-    "accuracy",
+    "evaluate_torch",
+    "evaluate_keras",
 ]
 
 
@@ -51,48 +58,6 @@ def _check_shape(input_shape) -> tuple[int, ...]:
             f"`input_shape` must be a non-empty tuple of positive integers. Received: input_shape={input_shape!r}"
         )
     return tuple(int(s) for s in input_shape)
-
-
-def _check_data(x, y) -> tuple[np.ndarray, np.ndarray]:
-    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
-        got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
-        raise TypeError(f"`x` must be a floating-point NumPy array. Received: x of type {got}")
-    if not isinstance(y, np.ndarray) or not np.issubdtype(y.dtype, np.integer):
-        got = y.dtype if isinstance(y, np.ndarray) else type(y).__name__
-        raise TypeError(f"`y` must be an integer NumPy array of class labels. Received: y of type {got}")
-    if y.ndim != 1 or len(y) != len(x) or len(x) == 0:
-        raise ValueError(
-            f"`y` must be 1-D with one label per example of `x`. Received: x.shape={x.shape}, y.shape={y.shape}"
-        )
-    return x.astype(np.float32, copy=False), y.astype(np.int64, copy=False)
-
-
-def _framework(model, name: str = "model") -> str:
-    """``"keras"`` or ``"torch"``. Keras is tested first: on the torch backend a Keras model
-    is also a ``torch.nn.Module``."""
-    keras, torch = sys.modules.get("keras"), sys.modules.get("torch")
-    if keras is not None and isinstance(model, keras.Model):
-        return "keras"
-    if torch is not None and isinstance(model, torch.nn.Module):
-        return "torch"
-    raise TypeError(
-        f"`{name}` must be a keras.Model or a torch.nn.Module. Received: {name} of type {type(model).__name__}"
-    )
-
-
-_EXPECTED = {"keras": "a keras.Model", "torch": "a torch.nn.Module (not a Keras model)"}
-
-
-def _require(model, framework: str, name: str = "model") -> None:
-    if _framework(model, name) != framework:
-        raise TypeError(f"`{name}` must be {_EXPECTED[framework]}. Received: {name} of type {type(model).__name__}")
-
-
-def _device_of(model):
-    """The device of a torch module's first parameter."""
-    for parameter in model.parameters():
-        return parameter.device
-    raise ValueError(f"`model` must have parameters. Received: a {type(model).__name__} without parameters")
 
 
 # ----------------------------------------------------------------------------- the two models
@@ -174,39 +139,16 @@ def count_params(model) -> int:
     Raises:
         TypeError: ``model`` is neither.
     """
-    if _framework(model) == "keras":
+    if common.framework_of(model) == "keras":
         return int(model.count_params())
     return int(sum(p.numel() for p in model.parameters()))
 
 
 # ----------------------------------------------------------------------------- weight mapping
-def keras_dense_to_torch_linear(kernel: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r"""Map a Keras ``Dense`` layer's weights to a torch ``Linear`` layer's: transpose the kernel.
-
-    Keras computes :math:`x K + b` with ``K`` of shape ``(fan_in, fan_out)``; torch computes
-    :math:`x W^\top + b` with ``W`` of shape ``(fan_out, fan_in)``, so :math:`W = K^\top`.
-
-    Args:
-        kernel: ``(fan_in, fan_out)``.
-        bias: ``(fan_out,)``.
-
-    Returns:
-        ``(weight, bias)`` of shapes ``(fan_out, fan_in)`` and ``(fan_out,)``.
-    """
-    kernel, bias = np.asarray(kernel), np.asarray(bias)
-    if kernel.ndim != 2:
-        raise ValueError(f"`kernel` must be 2-D (fan_in, fan_out). Received: kernel.shape={kernel.shape}")
-    if bias.shape != (kernel.shape[1],):
-        raise ValueError(
-            f"`bias` must have shape (fan_out,) = ({kernel.shape[1]},). Received: bias.shape={bias.shape}"
-        )
-    return np.ascontiguousarray(kernel.T), bias
-
-
 def copy_keras_weights_to_torch(keras_model, torch_model):
     """Copy every Keras ``Dense`` layer, in order, into the matching torch ``Linear`` layer.
 
-    Uses :func:`keras_dense_to_torch_linear` for each pair; afterwards both models compute the
+    Uses :func:`~dlnotes.pipelines.common.keras_dense_to_torch_linear` for each pair; afterwards both models compute the
     same function (to float32 rounding). The copy runs under ``torch.no_grad()`` and keeps the
     torch parameters' dtype and device.
 
@@ -221,8 +163,8 @@ def copy_keras_weights_to_torch(keras_model, torch_model):
         TypeError: the models are not a Keras model and a (non-Keras) torch module.
         ValueError: the layer counts or shapes differ.
     """
-    _require(keras_model, "keras", "keras_model")
-    _require(torch_model, "torch", "torch_model")
+    common.require_framework(keras_model, "keras", "keras_model")
+    common.require_framework(torch_model, "torch", "torch_model")
     import keras
     import torch
 
@@ -247,114 +189,60 @@ def copy_keras_weights_to_torch(keras_model, torch_model):
     return torch_model
 
 
-# ----------------------------------------------------------------------------- training
+# ----------------------------------------------------------------------------- training and evaluation
 def train_torch(model, x: np.ndarray, y: np.ndarray, *, epochs: int = 3, batch_size: int = 64,
-                learning_rate: float = 1e-3, seed: int = 0, device=None) -> list[float]:
+                learning_rate: float = 1e-3, seed: int = 0, validation_data=None, on_epoch_end=None) -> History:
     """Train with Adam on the cross-entropy of the logits: the loop Keras's ``fit`` runs for you.
 
-    Each epoch shuffles the examples with a ``torch.Generator`` seeded with ``seed + epoch``,
-    then takes one optimizer step per mini-batch. Matches :func:`train_keras` (Adam, same
-    learning rate, batch size and loss).
+    The loop is :func:`dlnotes.pipelines.common.fit_torch_classifier`; it runs on the device of the
+    model's parameters (move the model first: ``model.to(device)``).
 
     Args:
         model: a torch module mapping ``(n, *input_shape)`` to logits ``(n, k)``.
         x: float array ``(n, *input_shape)``; y: int array ``(n,)`` of labels in ``[0, k)``.
         epochs, batch_size, learning_rate: defaults 3, 64, ``1e-3``.
         seed: seeds the shuffling.
-        device: a ``torch.device`` or name; default: the device of the model's parameters.
+        validation_data: ``(x_val, y_val)``, evaluated after each epoch, or ``None``.
+        on_epoch_end: optional ``f(epoch, logs)``, like a Keras callback.
 
     Returns:
-        The mean training loss of each epoch, a list of ``epochs`` floats.
+        A :data:`~dlnotes.pipelines.common.History`: ``loss``, ``accuracy`` (and ``val_*``) per epoch.
     """
-    _require(model, "torch")
-    x, y = _check_data(x, y)
-    epochs = check_positive_int("epochs", epochs)
-    batch_size = check_positive_int("batch_size", batch_size)
-    learning_rate = check_positive_float("learning_rate", learning_rate)
-    import torch
-
-    device = torch.device(device) if device is not None else _device_of(model)
-    model.to(device).train()
-    X, Y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    losses = []
-    for epoch in range(epochs):
-        order = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed + epoch)).to(device)
-        total = 0.0
-        for start in range(0, len(X), batch_size):
-            batch = order[start:start + batch_size]
-            loss = torch.nn.functional.cross_entropy(model(X[batch]), Y[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(batch)
-        losses.append(total / len(X))
-    return losses
+    return common.train_torch_classifier(model, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                         seed=seed, validation_data=validation_data, on_epoch_end=on_epoch_end)
 
 
 def train_keras(model, x: np.ndarray, y: np.ndarray, *, epochs: int = 3, batch_size: int = 64,
-                learning_rate: float = 1e-3, seed: int = 0, jit_compile=False) -> list[float]:
+                learning_rate: float = 1e-3, seed: int = 0, validation_data=None, on_epoch_end=None,
+                jit_compile=False) -> History:
     """Train with Adam on the cross-entropy of the logits: ``compile`` then ``fit``.
 
-    On the torch backend ``fit`` shuffles NumPy arrays with NumPy's global generator, which
-    is seeded with ``seed`` first (``keras.utils.set_random_seed`` would also do it, but it
-    imports TensorFlow when that is installed, to seed it too).
+    See :func:`dlnotes.pipelines.common.fit_keras_classifier`.
 
     Args:
         model: a Keras model mapping ``(n, *input_shape)`` to logits ``(n, k)``.
-        x: float array ``(n, *input_shape)``; y: int array ``(n,)`` of labels in ``[0, k)``.
-        epochs, batch_size, learning_rate: defaults 3, 64, ``1e-3``.
-        seed: seeds the shuffling.
+        x, y, epochs, batch_size, learning_rate, seed, validation_data, on_epoch_end: as :func:`train_torch`.
         jit_compile: passed to ``model.compile``; ``True``, ``False`` (default) or ``"auto"``.
             On the torch backend ``True`` wraps the training step in ``torch.compile``.
 
     Returns:
-        The mean training loss of each epoch, a list of ``epochs`` floats.
+        A :data:`~dlnotes.pipelines.common.History`, Keras's ``History.history``.
     """
-    _require(model, "keras")
-    x, y = _check_data(x, y)
-    epochs = check_positive_int("epochs", epochs)
-    batch_size = check_positive_int("batch_size", batch_size)
-    learning_rate = check_positive_float("learning_rate", learning_rate)
-    if jit_compile not in (True, False, "auto"):
-        raise ValueError(f"`jit_compile` must be True, False or 'auto'. Received: jit_compile={jit_compile!r}")
-    import keras
-
-    np.random.seed(seed)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=jit_compile,
-    )
-    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
-    return [float(v) for v in history.history["loss"]]
+    return common.train_keras_classifier(model, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                         seed=seed, from_logits=True, validation_data=validation_data,
+                                         on_epoch_end=on_epoch_end, jit_compile=jit_compile)
 
 
-def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
-    r"""Fraction of examples whose largest logit is the true class, :math:`\frac1n\sum_i [\arg\max_j z_{ij} = y_i]`.
+def evaluate_torch(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 1000) -> dict[str, float]:
+    r"""Mean cross-entropy and accuracy of a torch classifier on ``(x, y)``.
 
-    Works for a Keras model (``model.predict``) and a torch module (evaluation mode, no
-    gradients, on the device of its parameters), like ``keras.metrics.SparseCategoricalAccuracy``.
-
-    Args:
-        model: maps ``(n, *input_shape)`` to logits ``(n, k)``.
-        x: float array ``(n, *input_shape)``; y: int array ``(n,)``.
-        batch_size: examples per forward pass (default 1000).
-
-    Returns:
-        A float in ``[0, 1]``.
+    ``{"loss": ..., "accuracy": ...}``, where accuracy is the fraction of examples whose
+    largest logit is the true class, :math:`\frac1n\sum_i [\arg\max_j z_{ij} = y_i]`; the model
+    runs in evaluation mode, without gradients, in chunks of ``batch_size``.
     """
-    framework = _framework(model)
-    x, y = _check_data(x, y)
-    batch_size = check_positive_int("batch_size", batch_size)
-    if framework == "keras":
-        logits = model.predict(x, batch_size=batch_size, verbose=0)
-    else:
-        import torch
+    return common.evaluate_torch_classifier(model, x, y, batch_size=batch_size)
 
-        device = _device_of(model)
-        model.eval()
-        with torch.no_grad():
-            logits = np.concatenate([model(torch.from_numpy(x[i:i + batch_size]).to(device)).cpu().numpy()
-                                     for i in range(0, len(x), batch_size)])
-    return float(np.mean(np.argmax(logits, axis=1) == y))
+
+def evaluate_keras(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 1000) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of a Keras classifier (logits) on ``(x, y)``, from ``model.predict``."""
+    return common.evaluate_keras_classifier(model, x, y, batch_size=batch_size, from_logits=True)

@@ -19,6 +19,10 @@ trained with Adam on the sparse categorical cross-entropy. Keras keeps images
 channels-last ``(n, 28, 28, 1)``; PyTorch wants channels-first ``(n, 1, 28, 28)``. The
 two also flatten in a different order, which :func:`copy_keras_weights` accounts for.
 
+The functions follow the pipeline API of :mod:`dlnotes.pipelines.common`: ``build_*`` ->
+model, ``train_*(model, x, y, *, epochs, batch_size, learning_rate, seed, validation_data)``
+-> ``History``, ``evaluate_*(model, x, y, *, batch_size)`` -> ``{"loss", "accuracy"}``.
+
 torch and keras are imported inside the functions that need them, so a TensorFlow or
 JAX process can build the Keras model without importing torch.
 """
@@ -28,6 +32,8 @@ from __future__ import annotations
 import numpy as np
 
 from dlnotes._checks import check_positive_int
+from dlnotes.pipelines import common
+from dlnotes.pipelines.common import History
 
 __all__ = [
     "SEED_LISTING",
@@ -38,6 +44,7 @@ __all__ = [
     "load_data",
     "build_keras_model",
     "train_keras",
+    "evaluate_keras",
     "build_torch_model",
     "copy_keras_weights",
     "torch_images",
@@ -77,28 +84,18 @@ model.evaluate(x_test, y_test)
 """
 
 
-def _check_labels(y, n: int) -> np.ndarray:
-    if not isinstance(y, np.ndarray):
-        raise TypeError(f"`y` must be a NumPy array of class indices. Received: y of type {type(y).__name__}")
-    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"`y` must be an integer array of shape ({n},). Received: y.shape={y.shape}, y.dtype={y.dtype}")
-    if n and (y.min() < 0 or y.max() >= N_CLASSES):
-        raise ValueError(f"`y` must hold class indices in [0, {N_CLASSES}). Received: y.min()={y.min()}, y.max()={y.max()}")
-    return y
-
-
-def _check_images(x) -> np.ndarray:
+def _check_images(x, name: str = "x") -> np.ndarray:
     if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 4 or x.shape[1:] != IMAGE_SHAPE:
         got = f"shape={x.shape}, dtype={x.dtype}" if isinstance(x, np.ndarray) else f"type {type(x).__name__}"
-        raise ValueError(f"`x` must be a float32 array of shape (n, 28, 28, 1) (see prepare_images). Received: x {got}")
+        raise ValueError(f"`{name}` must be a float32 array of shape (n, 28, 28, 1) (see prepare_images). Received: {name} {got}")
     if len(x) == 0:
-        raise ValueError("`x` must hold at least one image. Received: x.shape=(0, 28, 28, 1)")
+        raise ValueError(f"`{name}` must hold at least one image. Received: {name}.shape=(0, 28, 28, 1)")
     return x
 
 
-def _check_xy(x, y) -> tuple[np.ndarray, np.ndarray]:
-    x = _check_images(x)
-    return x, _check_labels(y, len(x))
+def _check_xy(x, y, names=("x", "y")) -> tuple[np.ndarray, np.ndarray]:
+    """Images as :func:`prepare_images` makes them, and one class index in ``[0, 10)`` per image."""
+    return common.check_classification_data(_check_images(x, names[0]), y, n_classes=N_CLASSES, names=names)
 
 
 def layer_param_counts(image_size: int = 28, channels: int = 1, filters: int = 32, kernel_size: int = 3,
@@ -177,19 +174,19 @@ def load_data(full: bool = False, *, n_train: int = 4000, seed: int = 0):
 
 
 def build_keras_model():
-    """The seed's model in Keras 3, compiled as the seed compiles it.
+    """The seed's model in Keras 3.
 
     The only change from the seed listing: the input shape is given by a ``keras.Input``
-    layer, since Keras 3 warns when a layer gets ``input_shape=``.
+    layer, since Keras 3 warns when a layer gets ``input_shape=``. :func:`train_keras` compiles
+    it as the seed does (Adam, sparse categorical cross-entropy, accuracy).
 
     Returns:
-        A compiled ``keras.Sequential``: inputs ``(n, 28, 28, 1)``, softmax outputs
-        ``(n, 10)``, 693,962 parameters; Adam (learning rate 1e-3), sparse categorical
-        cross-entropy, accuracy.
+        A ``keras.Sequential``: inputs ``(n, 28, 28, 1)``, softmax outputs ``(n, 10)``,
+        693,962 parameters.
     """
     import keras
 
-    model = keras.Sequential([
+    return keras.Sequential([
         keras.Input(shape=IMAGE_SHAPE),
         keras.layers.Conv2D(32, (3, 3), activation="relu"),
         keras.layers.MaxPooling2D((2, 2)),
@@ -197,31 +194,39 @@ def build_keras_model():
         keras.layers.Dense(128, activation="relu"),
         keras.layers.Dense(10, activation="softmax"),
     ])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
 
 
-def train_keras(model, x_train, y_train, x_test, y_test, *, epochs: int = 5, batch_size: int = 32, callbacks=()):
-    """Fit ``model`` as the seed does, then evaluate it: ``model.fit`` + ``model.evaluate``.
+def train_keras(model, x, y, *, epochs: int = 5, batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0,
+                validation_data=None, on_epoch_end=None, jit_compile=False) -> History:
+    """Compile ``model`` as the seed does and fit it: ``model.compile`` + ``model.fit``.
+
+    See :func:`dlnotes.pipelines.common.fit_keras_classifier` (Adam with ``learning_rate``,
+    sparse categorical cross-entropy on the softmax outputs, accuracy).
 
     Args:
         model: from :func:`build_keras_model`.
-        x_train, x_test: float32 of shape ``(n, 28, 28, 1)``; y_train, y_test: int of shape ``(n,)``.
-        epochs, batch_size: as ``model.fit`` (the seed: 5 epochs, Keras's default batch of 32).
-        callbacks: Keras callbacks passed to ``model.fit`` (the benchmark times epochs with one).
+        x: float32 ``(n, 28, 28, 1)``; y: int ``(n,)`` class indices.
+        epochs, batch_size, learning_rate: the seed's 5 epochs, Keras's default batch of 32, Adam's 1e-3.
+        seed: seeds the shuffling.
+        validation_data: ``(x_val, y_val)``, evaluated after each epoch, or ``None``.
+        on_epoch_end: optional ``f(epoch, logs)`` (the benchmark times epochs with it).
+        jit_compile: passed to ``model.compile``: ``False`` (default, eager), ``True`` (XLA on
+            TensorFlow and JAX, ``torch.compile`` on PyTorch) or ``"auto"``.
 
     Returns:
-        ``(history, test_accuracy)``: ``History.history`` (per-epoch ``loss`` and
-        ``accuracy``) and the accuracy on the test set.
+        A :data:`~dlnotes.pipelines.common.History`: ``loss``, ``accuracy`` (and ``val_*``) per epoch.
 
     Raises:
-        ValueError, TypeError: bad arrays or sizes.
+        ValueError, TypeError: bad arrays or sizes, naming the argument.
     """
-    (x_train, y_train), (x_test, y_test) = _check_xy(x_train, y_train), _check_xy(x_test, y_test)
-    epochs, batch_size = check_positive_int("epochs", epochs), check_positive_int("batch_size", batch_size)
-    history = model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=list(callbacks))
-    _, accuracy = model.evaluate(x_test, y_test, verbose=0)
-    return history.history, float(accuracy)
+    return common.train_keras_classifier(model, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                         seed=seed, from_logits=False, validation_data=validation_data,
+                                         on_epoch_end=on_epoch_end, jit_compile=jit_compile, check_data=_check_xy)
+
+
+def evaluate_keras(model, x, y, *, batch_size: int = 256) -> dict[str, float]:
+    """Test loss and accuracy of the Keras model, ``{"loss", "accuracy"}``, as ``model.evaluate`` reports them."""
+    return common.evaluate_keras_classifier(model, x, y, batch_size=batch_size, from_logits=False, check_data=_check_xy)
 
 
 def build_torch_model():
@@ -258,7 +263,8 @@ def copy_keras_weights(keras_model, torch_model) -> None:
     Keras and PyTorch store the same numbers in different layouts:
 
     - conv kernel: Keras ``(3, 3, 1, 32)`` (height, width, in, out); torch ``(32, 1, 3, 3)``;
-    - dense kernel: Keras ``(fan_in, fan_out)``; torch ``nn.Linear.weight`` ``(fan_out, fan_in)``;
+    - dense kernel: Keras ``(fan_in, fan_out)``; torch ``nn.Linear.weight`` ``(fan_out, fan_in)``
+      (:func:`dlnotes.pipelines.common.keras_dense_to_torch_linear`);
     - flatten: Keras flattens ``(13, 13, 32)`` channels-last, torch flattens ``(32, 13, 13)``,
       so the first dense kernel's rows are permuted from ``(h, w, c)`` to ``(c, h, w)`` order.
 
@@ -276,10 +282,12 @@ def copy_keras_weights(keras_model, torch_model) -> None:
             (32, 1, 3, 3), (32,), (128, 5408), (128,), (10, 128), (10,)]:
         raise ValueError(f"`torch_model` must come from build_torch_model(). Received: torch_model={torch_model!r}")
     conv_k, conv_b, dense_k, dense_b, out_k, out_b = weights
-    dense_k = dense_k.reshape(13, 13, 32, 128).transpose(2, 0, 1, 3).reshape(5408, 128)
+    dense_k = dense_k.reshape(13, 13, 32, 128).transpose(2, 0, 1, 3).reshape(5408, 128)  # (h, w, c) -> (c, h, w) rows
+    pairs = [(conv_k.transpose(3, 2, 0, 1), conv_b),  # (kh, kw, in, out) -> (out, in, kh, kw)
+             common.keras_dense_to_torch_linear(dense_k, dense_b),
+             common.keras_dense_to_torch_linear(out_k, out_b)]
     with torch.no_grad():
-        for layer, (kernel, bias) in zip((torch_model[0], torch_model[4], torch_model[6]),
-                                         ((conv_k.transpose(3, 2, 0, 1), conv_b), (dense_k.T, dense_b), (out_k.T, out_b))):
+        for layer, (kernel, bias) in zip((torch_model[0], torch_model[4], torch_model[6]), pairs):
             layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel)))
             layer.bias.copy_(torch.from_numpy(bias))
 
@@ -299,53 +307,28 @@ def torch_images(x, device=None):
     return torch.from_numpy(_check_images(x)).permute(0, 3, 1, 2).contiguous().to(device)
 
 
-def train_torch(model, x, y, *, epochs: int = 5, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
-                on_epoch_end=None) -> dict[str, list[float]]:
+def train_torch(model, x, y, *, epochs: int = 5, batch_size: int = 32, learning_rate: float = 1e-3, seed: int = 0,
+                validation_data=None, on_epoch_end=None) -> History:
     """Train the PyTorch twin the way ``model.fit`` trains the Keras model: the explicit loop.
 
-    Each epoch shuffles the data and takes Adam steps (``lr``, betas (0.9, 0.999),
-    ``eps=1e-7``, Keras's defaults) on the mean cross-entropy of each mini-batch:
-    zero the gradients, forward, loss, backward, step. Runs on the device of the model's
-    parameters.
+    The loop is :func:`dlnotes.pipelines.common.fit_torch_classifier`: each epoch shuffles the
+    data and takes Adam steps (``learning_rate``, betas (0.9, 0.999), Keras's epsilon
+    :data:`~dlnotes.pipelines.common.ADAM_EPSILON`) on the mean cross-entropy of each
+    mini-batch. Runs on the device of the model's parameters.
 
     Args:
         model: from :func:`build_torch_model`.
-        x: float32 ``(n, 28, 28, 1)``; y: int ``(n,)`` class indices.
-        epochs, batch_size, lr: as in ``model.fit`` with ``optimizer="adam"``.
-        seed: seeds the shuffling.
-        on_epoch_end: optional ``f(epoch, logs)`` called after each epoch, like a Keras callback.
+        x, y, epochs, batch_size, learning_rate, seed, validation_data, on_epoch_end: as :func:`train_keras`.
 
     Returns:
-        ``{"loss": [...], "accuracy": [...]}``: per-epoch training means, like ``History.history``.
+        A :data:`~dlnotes.pipelines.common.History`, like ``History.history``.
 
     Raises:
-        ValueError, TypeError: bad arrays or sizes.
+        ValueError, TypeError: bad arrays or sizes, naming the argument.
     """
-    import torch
-
-    x, y = _check_xy(x, y)
-    epochs, batch_size = check_positive_int("epochs", epochs), check_positive_int("batch_size", batch_size)
-    device = next(model.parameters()).device
-    images, labels = torch_images(x, device), torch.from_numpy(y).long().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-7)
-    generator = torch.Generator().manual_seed(seed)
-    history = {"loss": [], "accuracy": []}
-    model.train()
-    for epoch in range(epochs):
-        total_loss, correct = 0.0, 0
-        for batch in torch.randperm(len(labels), generator=generator).to(device).split(batch_size):
-            optimizer.zero_grad()
-            logits = model(images[batch])
-            loss = torch.nn.functional.cross_entropy(logits, labels[batch])
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.item() * len(batch)
-            correct += (logits.argmax(1) == labels[batch]).sum().item()
-        history["loss"].append(total_loss / len(labels))
-        history["accuracy"].append(correct / len(labels))
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, {k: v[-1] for k, v in history.items()})
-    return history
+    return common.train_torch_classifier(model, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                         seed=seed, validation_data=validation_data, on_epoch_end=on_epoch_end,
+                                         check_data=_check_xy, to_inputs=torch_images)
 
 
 def predict_torch(model, x, batch_size: int = 256) -> np.ndarray:
@@ -370,22 +353,14 @@ def predict_torch(model, x, batch_size: int = 256) -> np.ndarray:
     return torch.cat(probs).cpu().numpy()
 
 
-def evaluate_torch(model, x, y) -> float:
-    """Accuracy of the PyTorch model on ``(x, y)``: the fraction of argmax predictions that are right.
-
-    Like the ``accuracy`` metric of Keras's ``model.evaluate``.
-
-    Args:
-        x: float32 ``(n, 28, 28, 1)``; y: int ``(n,)`` class indices.
-
-    Returns:
-        A float in ``[0, 1]``.
+def evaluate_torch(model, x, y, *, batch_size: int = 256) -> dict[str, float]:
+    """Test loss and accuracy of the PyTorch model, ``{"loss", "accuracy"}``, like Keras's ``model.evaluate``.
 
     Raises:
-        ValueError, TypeError: bad arrays.
+        ValueError, TypeError: bad arrays or ``batch_size``.
     """
-    x, y = _check_xy(x, y)
-    return float((predict_torch(model, x).argmax(axis=1) == y).mean())
+    return common.evaluate_torch_classifier(model, x, y, batch_size=batch_size, check_data=_check_xy,
+                                            to_inputs=torch_images)
 
 
 def confusion_matrix(y_true, y_pred, n_classes: int = N_CLASSES) -> np.ndarray:

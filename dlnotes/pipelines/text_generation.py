@@ -13,11 +13,20 @@ cross-entropy
 (in nats per character; :math:`\exp(L)` is the perplexity), it generates text by sampling one
 character, feeding it back in, and repeating.
 
-The module holds, in the order the chapter uses them: a :class:`Vocabulary`
-(characters :math:`\leftrightarrow` integer ids), :func:`random_windows` (seeded input/target
-windows from one long id sequence), :class:`LSTMModel` (the seed listing, kept exactly as it was
-written), :class:`CharLSTM` (the model a practitioner would write), :func:`train_step`,
-:func:`evaluate_loss`, :func:`perplexity` and :func:`sample`.
+The module follows the pipeline API of :mod:`dlnotes.pipelines.common`
+(``build_torch_model`` -> model, ``train_torch`` -> :data:`~dlnotes.pipelines.common.History`,
+``evaluate_torch`` -> dict of metrics, the argument names ``batch_size``, ``learning_rate``,
+``seed``, ``validation_data``, Adam with :data:`~dlnotes.pipelines.common.ADAM_EPSILON`), with
+one difference its data impose: a language model trains on random windows of one long id
+sequence, so training is counted in optimisation ``steps``, not epochs, and its History holds
+one entry per evaluation (every ``eval_every`` steps), not per epoch.
+
+In the order the chapter uses them: a :class:`Vocabulary` (characters :math:`\leftrightarrow`
+integer ids), :func:`random_windows` (seeded input/target windows), :class:`LSTMModel` (the
+seed listing, kept exactly as it was written), :class:`CharLSTM` (the model a practitioner
+would write) and :func:`build_torch_model`, :func:`ngram_loss` (the count-based baselines a
+language model must beat), :func:`train_step` and :func:`train_torch`, :func:`evaluate_loss`,
+:func:`evaluate_torch` and :func:`perplexity`, :func:`sample` and :func:`known_word_fraction`.
 """
 
 from __future__ import annotations
@@ -27,10 +36,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-from dlnotes._checks import check_positive_int
 
-__all__ = ["Vocabulary", "random_windows", "LSTMModel", "CharLSTM", "train_step",
-           "evaluate_loss", "perplexity", "sample"]
+from dlnotes._checks import check_positive_float, check_positive_int, check_real
+from dlnotes.pipelines.common import History, append_epoch, device_of, new_history, require_framework, torch_adam
+from dlnotes.runtime import _check_seed
+
+__all__ = ["Vocabulary", "random_windows", "LSTMModel", "CharLSTM", "build_torch_model", "ngram_loss",
+           "train_step", "train_torch", "evaluate_loss", "evaluate_torch", "perplexity", "known_word_fraction", "sample"]
 
 
 def _check_text(name: str, value) -> str:
@@ -46,9 +58,17 @@ def _check_ids(name: str, value) -> torch.Tensor:
     return value
 
 
+def _check_sequence(name: str, value, min_length: int) -> torch.Tensor:
+    """A 1-D int64 tensor of at least ``min_length`` ids."""
+    value = _check_ids(name, value)
+    if value.ndim != 1 or len(value) < min_length:
+        raise ValueError(f"`{name}` must be 1-D with at least {min_length} ids. "
+                         f"Received: {name}.shape={tuple(value.shape)}")
+    return value
+
+
 def _check_model(value) -> nn.Module:
-    if not isinstance(value, nn.Module):
-        raise TypeError(f"`model` must be a torch.nn.Module. Received: model of type {type(value).__name__}")
+    require_framework(value, "torch")
     return value
 
 
@@ -139,12 +159,9 @@ def random_windows(data: torch.Tensor, batch_size: int, seq_len: int,
         TypeError: ``data`` is not an int64 tensor.
         ValueError: ``data`` is not 1-D or is shorter than ``seq_len + 1``; a size is not a positive integer.
     """
-    data = _check_ids("data", data)
     batch_size = check_positive_int("batch_size", batch_size)
     seq_len = check_positive_int("seq_len", seq_len)
-    if data.ndim != 1 or len(data) < seq_len + 1:
-        raise ValueError(f"`data` must be 1-D with at least seq_len + 1 = {seq_len + 1} ids. "
-                         f"Received: data.shape={tuple(data.shape)}")
+    data = _check_sequence("data", data, seq_len + 1)
     starts = torch.randint(0, len(data) - seq_len, (batch_size,), generator=generator)
     windows = data[starts.to(data.device)[:, None] + torch.arange(seq_len + 1, device=data.device)]
     return windows[:, :-1], windows[:, 1:]
@@ -189,6 +206,7 @@ class CharLSTM(nn.Module):
 
     Raises:
         ValueError: a size is not a positive integer, or ``dropout`` is not in ``[0, 1)``.
+        TypeError: ``dropout`` is not a finite real number.
     """
 
     def __init__(self, vocab_size: int, embedding_dim: int = 64, hidden_size: int = 256,
@@ -197,8 +215,7 @@ class CharLSTM(nn.Module):
         for name, value in (("vocab_size", vocab_size), ("embedding_dim", embedding_dim),
                             ("hidden_size", hidden_size), ("num_layers", num_layers)):
             check_positive_int(name, value)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"`dropout` must be a number in [0, 1). Received: dropout={dropout!r}")
+        dropout = check_real("dropout", dropout, 0.0, 1.0, high_open=True)
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.lstm = nn.LSTM(embedding_dim, hidden_size, num_layers=num_layers, batch_first=True,
                             dropout=dropout if num_layers > 1 else 0.0)
@@ -227,9 +244,87 @@ class CharLSTM(nn.Module):
         return self.fc(self.dropout(output)), hidden
 
 
+def build_torch_model(vocab_size: int, *, embedding_dim: int = 64, hidden_size: int = 256,
+                      num_layers: int = 1, dropout: float = 0.0) -> CharLSTM:
+    """The chapter's model: a :class:`CharLSTM` (the ``build_*`` step of the pipeline API).
+
+    Weights are drawn from torch's global generator: seed it first
+    (:func:`dlnotes.seed_everything`) for a reproducible model. Arguments as in :class:`CharLSTM`.
+    """
+    return CharLSTM(vocab_size, embedding_dim=embedding_dim, hidden_size=hidden_size,
+                    num_layers=num_layers, dropout=dropout)
+
+
+def ngram_loss(train_ids: torch.Tensor, data: torch.Tensor, *, vocab_size: int, n: int = 1,
+               smoothing: float = 1.0) -> float:
+    r"""Cross-entropy on ``data`` of an ``n``-gram count model fitted to ``train_ids``, in nats per character.
+
+    The model predicts character :math:`c` after the context :math:`u` (the previous
+    :math:`n - 1` characters; none for a unigram model) with the smoothed relative frequency
+
+    .. math::
+
+        p(c \mid u) = \frac{\#(u c) + \lambda}{\#(u) + \lambda V},
+
+    where :math:`\#` counts occurrences in ``train_ids`` (:math:`\#(u)` counts :math:`u` followed
+    by any character), :math:`V` is ``vocab_size`` and :math:`\lambda` is ``smoothing`` (additive,
+    Laplace smoothing for :math:`\lambda = 1`). The loss averages
+    :math:`-\log p(d_t \mid d_{t-n+1}, \dots, d_{t-1})` over the :math:`\mathrm{len}(data) - n + 1`
+    positions of ``data`` that have a full context. Computed in float64 from integer counts, so
+    the result is the same on every machine. A unigram model (:math:`n = 1`) knows only how
+    frequent each character is; a neural language model that does not beat it has learnt nothing
+    from the context.
+
+    Args:
+        train_ids: int64 ids ``(L,)`` with ``L >= n``, in ``[0, vocab_size)``.
+        data: int64 ids ``(M,)`` with ``M >= n``, in ``[0, vocab_size)``.
+        vocab_size: :math:`V`.
+        n: the order (default 1, a unigram model); the count table has :math:`V^n` entries,
+            at most ``2**27``.
+        smoothing: :math:`\lambda > 0` (default 1.0).
+
+    Returns:
+        The mean negative log-probability, a float.
+
+    Raises:
+        TypeError: ``train_ids`` or ``data`` is not an int64 tensor; ``smoothing`` is not a number.
+        ValueError: a sequence is not 1-D, is too short or holds an id outside ``[0, vocab_size)``;
+            ``vocab_size`` or ``n`` is not a positive integer, or ``vocab_size ** n`` is too large;
+            ``smoothing`` is not positive.
+    """
+    vocab_size = check_positive_int("vocab_size", vocab_size)
+    n = check_positive_int("n", n)
+    if vocab_size ** n > 2 ** 27:
+        raise ValueError(f"`n` is too large: vocab_size ** n = {vocab_size ** n} counts. Received: n={n}")
+    smoothing = check_real("smoothing", smoothing, 0.0, low_open=True)
+    sequences = {}
+    for name, ids in (("train_ids", train_ids), ("data", data)):
+        ids = _check_sequence(name, ids, n).cpu()
+        if ids.min() < 0 or ids.max() >= vocab_size:
+            raise ValueError(f"`{name}` must hold ids in [0, {vocab_size}). "
+                             f"Received: {name}.min()={ids.min().item()}, {name}.max()={ids.max().item()}")
+        sequences[name] = ids
+
+    def ngram_index(ids: torch.Tensor) -> torch.Tensor:  # the n-gram ending at each position, base V
+        index = torch.zeros(len(ids) - n + 1, dtype=torch.int64)
+        for k in range(n):
+            index = index * vocab_size + ids[k: len(ids) - n + 1 + k]
+        return index
+
+    counts = torch.bincount(ngram_index(sequences["train_ids"]), minlength=vocab_size ** n).double()
+    counts = counts.view(-1, vocab_size)                       # (V^(n-1) contexts, V next characters)
+    log_p = torch.log(counts + smoothing) - torch.log(counts.sum(1, keepdim=True) + smoothing * vocab_size)
+    index = ngram_index(sequences["data"])
+    return -log_p.view(-1)[index].mean().item()
+
+
 def _next_char_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     logits, _ = model(x)
     return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction=reduction)
+
+
+def _check_clip_norm(clip_norm) -> float | None:
+    return None if clip_norm is None else check_positive_float("clip_norm", clip_norm)
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
@@ -261,9 +356,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
     x, y = _check_ids("x", x), _check_ids("y", y)
     if x.shape != y.shape:
         raise ValueError(f"`y` must have the shape of `x` {tuple(x.shape)}. Received: y.shape={tuple(y.shape)}")
-    if clip_norm is not None and (isinstance(clip_norm, bool) or not isinstance(clip_norm, (int, float))
-                                  or not clip_norm > 0):
-        raise ValueError(f"`clip_norm` must be a positive number or None. Received: clip_norm={clip_norm!r}")
+    clip_norm = _check_clip_norm(clip_norm)
     model.train()
     loss = _next_char_loss(model, x, y)
     optimizer.zero_grad()
@@ -272,6 +365,80 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
         nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
     optimizer.step()
     return loss.item()
+
+
+def train_torch(model: nn.Module, train_ids: torch.Tensor, *, steps: int, batch_size: int, seq_len: int,
+                learning_rate: float, seed: int, validation_data: torch.Tensor | None = None,
+                eval_every: int = 100, clip_norm: float | None = 1.0, decay_at: float | None = 0.8,
+                decay_factor: float = 0.25) -> History:
+    r"""Train a language model for ``steps`` Adam steps on random windows of ``train_ids``.
+
+    Step :math:`s = 1, \dots, S` draws ``batch_size`` windows of ``seq_len`` characters
+    (:func:`random_windows`, from a ``torch.Generator`` seeded once with ``seed``) and runs
+    :func:`train_step` with Adam (:func:`~dlnotes.pipelines.common.torch_adam`, learning rate
+    :math:`\alpha` = ``learning_rate``, :math:`\hat\epsilon` = ``ADAM_EPSILON``). After
+    ``decay_at`` :math:`\cdot S` steps the learning rate is multiplied by ``decay_factor``
+    (``torch.optim.lr_scheduler.MultiStepLR``), which lets Adam settle into the minimum it has been
+    circling. The number of steps, not a time budget, fixes the work, so the result does not
+    depend on the machine's speed. Weights are not re-drawn: seed before building the model.
+
+    Args:
+        model: as in :func:`train_step`, on the device of ``train_ids``.
+        train_ids: int64 ids ``(L,)`` with ``L >= seq_len + 1``.
+        steps: :math:`S`, a multiple of ``eval_every``.
+        batch_size, seq_len: windows per step :math:`N` and their length :math:`T`.
+        learning_rate: :math:`\alpha`.
+        seed: seeds the choice of windows (a non-negative integer below ``2**32``).
+        validation_data: int64 ids ``(M,)`` (``M >= seq_len + 1``) to evaluate on with
+            :func:`evaluate_loss` every ``eval_every`` steps, or ``None``.
+        eval_every: steps between two entries of the History (default 100).
+        clip_norm: as in :func:`train_step` (default 1.0).
+        decay_at: the fraction of ``steps`` after which the learning rate drops, in ``(0, 1)``,
+            or ``None`` for a constant learning rate (default 0.8).
+        decay_factor: the factor it drops by, in ``(0, 1]`` (default 0.25).
+
+    Returns:
+        A :data:`~dlnotes.pipelines.common.History` with one entry per evaluation: entry ``i``
+        describes the model after step ``(i + 1) * eval_every``. ``"loss"`` is the mean training
+        batch loss over the ``eval_every`` steps before it (as Keras averages an epoch's batches);
+        ``"val_loss"``, only with ``validation_data``, is the loss on ``validation_data`` then.
+
+    Raises:
+        TypeError: ``model`` is not a torch module, the ids are not int64, ``seed`` is not an integer.
+        ValueError: a count or size is not a positive integer, ``steps`` is not a multiple of
+            ``eval_every``, ``learning_rate`` or ``clip_norm`` is not positive, ``decay_at`` or
+            ``decay_factor`` is out of range, or a sequence is too short for ``seq_len``.
+    """
+    model = _check_model(model)
+    steps, batch_size = check_positive_int("steps", steps), check_positive_int("batch_size", batch_size)
+    seq_len, eval_every = check_positive_int("seq_len", seq_len), check_positive_int("eval_every", eval_every)
+    if steps % eval_every:
+        raise ValueError(f"`steps` must be a multiple of eval_every={eval_every}. Received: steps={steps}")
+    seed, clip_norm = _check_seed(seed), _check_clip_norm(clip_norm)
+    train_ids = _check_sequence("train_ids", train_ids, seq_len + 1)
+    if validation_data is not None:
+        validation_data = _check_sequence("validation_data", validation_data, seq_len + 1)
+    milestones = []
+    if decay_at is not None:
+        milestones = [int(check_real("decay_at", decay_at, 0.0, 1.0, low_open=True, high_open=True) * steps)]
+    decay_factor = check_real("decay_factor", decay_factor, 0.0, 1.0, low_open=True)
+
+    optimizer = torch_adam(model.parameters(), learning_rate)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=decay_factor)
+    generator = torch.Generator().manual_seed(seed)
+    history = new_history(validation=validation_data is not None, keys=("loss",))
+    running = 0.0
+    for step in range(1, steps + 1):
+        x, y = random_windows(train_ids, batch_size, seq_len, generator=generator)
+        running += train_step(model, optimizer, x, y, clip_norm=clip_norm)
+        scheduler.step()
+        if step % eval_every == 0:
+            logs = {"loss": running / eval_every}
+            if validation_data is not None:
+                logs["val_loss"] = evaluate_loss(model, validation_data, seq_len)
+            append_epoch(history, logs)
+            running = 0.0
+    return history
 
 
 def evaluate_loss(model: nn.Module, data: torch.Tensor, seq_len: int, batch_size: int = 256) -> float:
@@ -296,12 +463,9 @@ def evaluate_loss(model: nn.Module, data: torch.Tensor, seq_len: int, batch_size
         ValueError: ``data`` is not 1-D or too short; a size is not a positive integer.
     """
     model = _check_model(model)
-    data = _check_ids("data", data)
     seq_len = check_positive_int("seq_len", seq_len)
     batch_size = check_positive_int("batch_size", batch_size)
-    if data.ndim != 1 or len(data) < seq_len + 1:
-        raise ValueError(f"`data` must be 1-D with at least seq_len + 1 = {seq_len + 1} ids. "
-                         f"Received: data.shape={tuple(data.shape)}")
+    data = _check_sequence("data", data, seq_len + 1)
     k = (len(data) - 1) // seq_len
     x = data[: k * seq_len].view(k, seq_len)
     y = data[1: k * seq_len + 1].view(k, seq_len)
@@ -322,11 +486,41 @@ def perplexity(loss: float) -> float:
     characters; an untrained model over :math:`V` characters has :math:`L \approx \log V`, :math:`P \approx V`.
 
     Raises:
-        ValueError: ``loss`` is not a finite non-negative number.
+        TypeError: ``loss`` is not a finite real number.
+        ValueError: ``loss`` is negative.
     """
-    if isinstance(loss, bool) or not isinstance(loss, (int, float)) or not 0 <= loss < math.inf:
-        raise ValueError(f"`loss` must be a finite non-negative number (nats). Received: loss={loss!r}")
-    return math.exp(loss)
+    return math.exp(check_real("loss", loss, 0.0))
+
+
+def evaluate_torch(model: nn.Module, data: torch.Tensor, *, seq_len: int, batch_size: int = 256) -> dict[str, float]:
+    """``{"loss": evaluate_loss(...), "perplexity": exp(loss)}`` of ``model`` on ``data`` (the ``evaluate_*`` step).
+
+    Arguments and errors as in :func:`evaluate_loss`; the loss is in nats per character.
+    """
+    loss = evaluate_loss(model, data, seq_len, batch_size=batch_size)
+    return {"loss": loss, "perplexity": perplexity(loss)}
+
+
+def known_word_fraction(text: str, reference: str) -> float:
+    r"""The fraction of the words of ``text`` that also occur in ``reference``.
+
+    A *word* is a maximal run of letters (``str.isalpha``), lowercased. The fraction counts
+    word occurrences, not distinct words: :math:`\frac{1}{W} \sum_{w \in text} [w \in
+    \mathrm{words}(reference)]`. A crude measure of generated text: greedy or low-temperature
+    samples reuse real words, high-temperature samples invent new ones.
+
+    Raises:
+        TypeError: ``text`` or ``reference`` is not a str.
+        ValueError: ``text`` contains no word.
+    """
+    def words(s: str) -> list[str]:
+        return "".join(c.lower() if c.isalpha() else " " for c in s).split()
+
+    found = words(_check_text("text", text))
+    if not found:
+        raise ValueError(f"`text` must contain at least one word. Received: text={text[:40]!r}")
+    known = set(words(_check_text("reference", reference)))
+    return sum(w in known for w in found) / len(found)
 
 
 def sample(model: nn.Module, vocab: Vocabulary, prompt: str, length: int, temperature: float = 1.0,
@@ -344,15 +538,16 @@ def sample(model: nn.Module, vocab: Vocabulary, prompt: str, length: int, temper
         prompt: at least one character, all in ``vocab``.
         length: number of characters to generate (``>= 0``).
         temperature: :math:`\tau > 0` (default 1.0).
-        seed: seed of the generator (default 0).
+        seed: seed of the generator (default 0; below ``2**32``).
 
     Returns:
         ``prompt`` followed by the ``length`` generated characters.
 
     Raises:
-        TypeError: ``model``/``vocab``/``prompt`` has the wrong type.
+        TypeError: ``model``/``vocab``/``prompt`` has the wrong type; ``temperature`` is not a
+            finite real number; ``seed`` is not an integer.
         ValueError: ``prompt`` is empty or has unknown characters; ``length`` is negative;
-            ``temperature`` is not a finite positive number; ``seed`` is not a non-negative integer.
+            ``temperature`` is not positive; ``seed`` is negative or too large.
     """
     model = _check_model(model)
     if not isinstance(vocab, Vocabulary):
@@ -362,12 +557,10 @@ def sample(model: nn.Module, vocab: Vocabulary, prompt: str, length: int, temper
         raise ValueError("`prompt` must contain at least one character. Received: prompt=''")
     if isinstance(length, bool) or not isinstance(length, int) or length < 0:
         raise ValueError(f"`length` must be a non-negative integer. Received: length={length!r}")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
-        raise ValueError(f"`temperature` must be a finite number > 0. Received: temperature={temperature!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValueError(f"`seed` must be a non-negative integer. Received: seed={seed!r}")
+    temperature = check_real("temperature", temperature, 0.0, low_open=True)
+    seed = _check_seed(seed)
     ids = vocab.encode(prompt)
-    device = next(model.parameters()).device
+    device = device_of(model)
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()

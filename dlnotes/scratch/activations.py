@@ -9,9 +9,10 @@ Two kinds of derivative are provided:
 - elementwise activations :math:`f` have ``f_grad(x)`` returning :math:`f'(x)`
   elementwise, with the shape of ``x``; the chain rule is then ``upstream * f_grad(x)``;
 - :func:`softmax` and :func:`log_softmax` mix the entries along ``axis``, so their
-  Jacobian is not diagonal. ``softmax_grad(x, upstream)`` returns the
+  Jacobian is not diagonal. ``softmax_backward(upstream, x)`` returns the
   vector-Jacobian product, the gradient of :math:`\sum \text{upstream} \odot f(x)`
-  with respect to ``x``.
+  with respect to ``x`` (upstream first, as every ``f_backward`` in the package; see the
+  gradient convention in the ``dlnotes`` docstring).
 
 Every function accepts any real array (lists and scalars too); integer input is
 converted to float64, float input keeps its dtype. Inputs as large as
@@ -23,16 +24,16 @@ rounded answer and which NumPy does not warn about by default.)
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 from scipy import special
-from dlnotes._checks import check_float_array
+
+from dlnotes._checks import check_choice, check_float_array, check_real
 
 __all__ = [
     "sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "relu", "relu_grad",
     "leaky_relu", "leaky_relu_grad", "elu", "elu_grad", "gelu", "gelu_grad",
-    "softmax", "softmax_grad", "log_softmax", "log_softmax_grad",
+    "softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
 ]
 
 _GELU_APPROXIMATIONS = ("none", "tanh")
@@ -41,12 +42,6 @@ _GELU_CUBIC = 0.044715
 
 
 # --- input checks ---------------------------------------------------------------------
-
-def _check_real(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"`{name}` must be a finite real number. Received: {name}={value!r}")
-    return float(value)
-
 
 def _check_axis(x: np.ndarray, axis) -> int:
     if x.ndim == 0:
@@ -62,12 +57,6 @@ def _check_upstream(upstream, x: np.ndarray) -> np.ndarray:
     if upstream.shape != x.shape:
         raise ValueError(f"`upstream` must have the shape of `x` {x.shape}. Received: upstream.shape={upstream.shape}")
     return upstream
-
-
-def _check_approximate(approximate) -> str:
-    if approximate not in _GELU_APPROXIMATIONS:
-        raise ValueError(f"`approximate` must be one of {_GELU_APPROXIMATIONS}. Received: approximate={approximate!r}")
-    return approximate
 
 
 # --- sigmoid and tanh -----------------------------------------------------------------
@@ -142,20 +131,22 @@ def leaky_relu(x, negative_slope=0.01):
     Args:
         x: array of any shape.
         negative_slope: the slope :math:`a` for negative inputs; default 0.01 as in
-            ``torch.nn.functional.leaky_relu`` (``keras.ops.leaky_relu`` defaults to 0.2).
+            ``torch.nn.functional.leaky_relu`` and ``torch.nn.LeakyReLU``.
+            Keras differs, and its two forms differ from each other: ``keras.ops.leaky_relu``
+            defaults to 0.2, the layer ``keras.layers.LeakyReLU`` to 0.3.
 
     Returns:
         Array of the shape of ``x``.
     """
     x = check_float_array("x", x)
-    negative_slope = _check_real("negative_slope", negative_slope)
+    negative_slope = check_real("negative_slope", negative_slope)
     return np.where(x > 0, x, negative_slope * x)
 
 
 def leaky_relu_grad(x, negative_slope=0.01):
     r"""Derivative: 1 for :math:`x > 0`, ``negative_slope`` otherwise (including :math:`x = 0`, as in PyTorch)."""
     x = check_float_array("x", x)
-    negative_slope = _check_real("negative_slope", negative_slope)
+    negative_slope = check_real("negative_slope", negative_slope)
     return np.where(x > 0, 1, negative_slope).astype(x.dtype)
 
 
@@ -174,14 +165,14 @@ def elu(x, alpha=1.0):
         Array of the shape of ``x``.
     """
     x = check_float_array("x", x)
-    alpha = _check_real("alpha", alpha)
+    alpha = check_real("alpha", alpha)
     return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
 
 
 def elu_grad(x, alpha=1.0):
     r"""Derivative: 1 for :math:`x > 0`, :math:`\alpha e^{x}` otherwise (:math:`\alpha` at 0, as in PyTorch)."""
     x = check_float_array("x", x)
-    alpha = _check_real("alpha", alpha)
+    alpha = check_real("alpha", alpha)
     return np.where(x > 0, 1, alpha * np.exp(np.minimum(x, 0))).astype(x.dtype)
 
 
@@ -204,7 +195,7 @@ def gelu(x, approximate="none"):
         Array of the shape of ``x``.
     """
     x = check_float_array("x", x)
-    if _check_approximate(approximate) == "tanh":
+    if check_choice("approximate", approximate, _GELU_APPROXIMATIONS) == "tanh":
         return 0.5 * x * (1 + np.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x**3)))
     return 0.5 * x * (1 + special.erf(x / math.sqrt(2)))
 
@@ -219,9 +210,14 @@ def gelu_grad(x, approximate="none"):
         \text{tanh: } \tfrac12(1 + t) + \tfrac{x}{2}(1 - t^2)\sqrt{2/\pi}\,(1 + 3 \cdot 0.044715\,x^2),
 
     where :math:`t = \tanh\big(\sqrt{2/\pi}\,(x + 0.044715\,x^3)\big)`.
+
+    Unlike the derivatives of the ReLU family, this one changes sign: it is zero at
+    :math:`x \approx -0.7518` (where GELU has its minimum, :math:`\approx -0.1700`), negative
+    below (least, :math:`\approx -0.1289`, at :math:`x = -\sqrt 2` for the exact form) and
+    tends to 0 as :math:`x \to -\infty`.
     """
     x = check_float_array("x", x)
-    if _check_approximate(approximate) == "tanh":
+    if check_choice("approximate", approximate, _GELU_APPROXIMATIONS) == "tanh":
         t = np.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x**3))
         return 0.5 * (1 + t) + 0.5 * x * (1 - t**2) * _SQRT_2_OVER_PI * (1 + 3 * _GELU_CUBIC * x**2)
     cdf = 0.5 * (1 + special.erf(x / math.sqrt(2)))
@@ -251,27 +247,37 @@ def softmax(x, axis=-1):
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
-def softmax_grad(x, upstream, axis=-1):
+def _upstream_and_softmax(upstream, x, axis) -> tuple[np.ndarray, np.ndarray]:
+    r"""The checked upstream gradient and :math:`s = \operatorname{softmax}(x)`: what both VJPs need."""
+    x = check_float_array("x", x)
+    upstream = _check_upstream(upstream, x)
+    return upstream, softmax(x, axis=_check_axis(x, axis))
+
+
+def softmax_backward(upstream, x, axis=-1):
     r"""Vector-Jacobian product of :func:`softmax`: the gradient of :math:`\sum_i g_i s_i` with respect to ``x``.
 
-    With :math:`s = \operatorname{softmax}(x)` and upstream gradient :math:`g`, the Jacobian
-    :math:`\partial s_i / \partial x_j = s_i(\delta_{ij} - s_j)` gives
+    With :math:`s = \operatorname{softmax}(x)` and upstream gradient :math:`g = \partial L/\partial s`,
+    the Jacobian :math:`\partial s_i / \partial x_j = s_i(\delta_{ij} - s_j)` gives
 
     .. math::
 
-        \frac{\partial}{\partial x_j} \sum_i g_i s_i = s_j \Big(g_j - \sum_i g_i s_i\Big).
+        \frac{\partial L}{\partial x_j} = \sum_i g_i \frac{\partial s_i}{\partial x_j}
+        = s_j \Big(g_j - \sum_i g_i s_i\Big),
+
+    so the full Jacobian (size :math:`n^2` per row) is never formed.
 
     Args:
-        x: array with at least one dimension.
-        upstream: array of the shape of ``x``.
+        upstream: :math:`g`, the gradient of the loss with respect to the softmax output;
+            the shape of ``x``.
+        x: the softmax input, an array with at least one dimension.
         axis: the softmax axis; default -1.
 
     Returns:
-        Array of the shape of ``x``.
+        :math:`\partial L / \partial x`, an array of the shape of ``x``. Matches
+        ``torch.autograd.grad(F.softmax(x, dim=axis), x, upstream)``.
     """
-    x = check_float_array("x", x)
-    upstream = _check_upstream(upstream, x)
-    s = softmax(x, axis=_check_axis(x, axis))
+    upstream, s = _upstream_and_softmax(upstream, x, axis)
     return s * (upstream - np.sum(upstream * s, axis=axis, keepdims=True))
 
 
@@ -299,24 +305,22 @@ def log_softmax(x, axis=-1):
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
-def log_softmax_grad(x, upstream, axis=-1):
-    r"""Vector-Jacobian product of :func:`log_softmax`.
+def log_softmax_backward(upstream, x, axis=-1):
+    r"""Vector-Jacobian product of :func:`log_softmax`: the gradient of :math:`\sum_i g_i \log s_i`.
 
     Since :math:`\partial \log s_i / \partial x_j = \delta_{ij} - s_j`,
 
     .. math::
 
-        \frac{\partial}{\partial x_j} \sum_i g_i \log s_i = g_j - s_j \sum_i g_i .
+        \frac{\partial L}{\partial x_j} = \sum_i g_i (\delta_{ij} - s_j) = g_j - s_j \sum_i g_i .
 
     Args:
-        x: array with at least one dimension.
-        upstream: array of the shape of ``x``.
-        axis: default -1.
+        upstream: :math:`g = \partial L / \partial \log s`, shaped like ``x``.
+        x: the input of :func:`log_softmax` (at least 1-D); ``axis`` as there (default -1).
 
     Returns:
-        Array of the shape of ``x``.
+        :math:`\partial L / \partial x`, shaped like ``x``; what torch autograd gives
+        for ``F.log_softmax(x, dim=axis)`` with ``upstream`` as the output gradient.
     """
-    x = check_float_array("x", x)
-    upstream = _check_upstream(upstream, x)
-    s = softmax(x, axis=_check_axis(x, axis))
+    upstream, s = _upstream_and_softmax(upstream, x, axis)
     return upstream - s * np.sum(upstream, axis=axis, keepdims=True)

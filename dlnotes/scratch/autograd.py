@@ -1,7 +1,9 @@
 r"""A small reverse-mode automatic-differentiation engine over NumPy arrays.
 
-Taught in: *Backpropagation* (``book/math/backprop.ipynb``); used by :mod:`dlnotes.scratch.nn`
-and the *Neural networks* chapter (``book/foundations/neural_networks.ipynb``).
+Taught in: *Backpropagation* (``book/math/backprop.ipynb``); used by :mod:`dlnotes.scratch.nn`,
+and through it by the *Neural networks* chapter (``book/foundations/neural_networks.ipynb``).
+Background: Rumelhart, Hinton & Williams (1986) for backpropagation; Baydin et al. (2018),
+*Automatic differentiation in machine learning: a survey*, for reverse versus forward mode.
 
 It is micrograd in spirit, but every value is an array rather than a scalar. A
 :class:`Tensor` holds ``data`` (a float64 ``ndarray``), ``grad`` (same shape, or ``None``),
@@ -283,12 +285,12 @@ class Tensor:
     def softmax(self, axis: int = -1) -> Tensor:
         r"""Softmax along ``axis``. VJP: :math:`\bar a = s \odot (\bar y - \langle \bar y, s\rangle)`."""
         return self._child(activations.softmax(self.data, axis=axis), (self,), "softmax",
-                           lambda g: self._accumulate(activations.softmax_grad(self.data, g, axis=axis)))
+                           lambda g: self._accumulate(activations.softmax_backward(g, self.data, axis=axis)))
 
     def log_softmax(self, axis: int = -1) -> Tensor:
         r""":math:`a - \log\sum e^{a}` along ``axis``. VJP: :math:`\bar a = \bar y - s \sum \bar y`."""
         return self._child(activations.log_softmax(self.data, axis=axis), (self,), "log_softmax",
-                           lambda g: self._accumulate(activations.log_softmax_grad(self.data, g, axis=axis)))
+                           lambda g: self._accumulate(activations.log_softmax_backward(g, self.data, axis=axis)))
 
     # -- reductions and shape ------------------------------------------------------------
     def sum(self, axis=None, keepdims: bool = False) -> Tensor:

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dlnotes._checks import check_ndarray
+
 __all__ = ["conv2d_output_size", "im2col", "col2im", "conv2d_naive", "conv2d", "conv2d_backward"]
 
 
@@ -42,14 +44,6 @@ def _pair(name: str, value, minimum: int, what: str) -> tuple[int, int]:
     return int(items[0]), int(items[1])
 
 
-def _check_array(name: str, value, ndim: int, layout: str) -> np.ndarray:
-    if not isinstance(value, np.ndarray):
-        raise TypeError(f"`{name}` must be a NumPy array. Received: {name} of type {type(value).__name__}")
-    if value.ndim != ndim:
-        raise ValueError(f"`{name}` must be {ndim}-D {layout}. Received: {name}.shape={value.shape}")
-    return value
-
-
 def _check_geometry(x_shape, kernel_size, stride, padding) -> tuple[tuple, tuple, tuple, tuple]:
     """Checked ``(kernel, stride, padding, (H_out, W_out))`` pairs for an input of shape ``x_shape``."""
     kernel = _pair("kernel_size", kernel_size, 1, "a positive integer")
@@ -64,8 +58,8 @@ def _check_geometry(x_shape, kernel_size, stride, padding) -> tuple[tuple, tuple
 
 
 def _check_conv(x, weight, bias, stride, padding):
-    x = _check_array("x", x, 4, "(N, C_in, H, W)")
-    weight = _check_array("weight", weight, 4, "(C_out, C_in, kH, kW)")
+    x = check_ndarray("x", x, 4)
+    weight = check_ndarray("weight", weight, 4)
     if weight.shape[1] != x.shape[1]:
         raise ValueError(f"`weight` must have C_in={x.shape[1]} input channels (weight.shape[1]) to match "
                          f"x.shape={x.shape}. Received: weight.shape={weight.shape}")
@@ -142,7 +136,7 @@ def im2col(x, kernel_size, stride=1, padding=0, pad_value=0.0) -> np.ndarray:
     Raises:
         TypeError, ValueError: as :func:`conv2d_output_size`, or ``x`` is not a 4-D array.
     """
-    x = _check_array("x", x, 4, "(N, C, H, W)")
+    x = check_ndarray("x", x, 4)
     (kh, kw), (sh, sw), padding, (ho, wo) = _check_geometry(x.shape, kernel_size, stride, padding)
     xp = _pad(x, padding, pad_value)
     n, c = x.shape[:2]
@@ -175,7 +169,7 @@ def col2im(cols, x_shape, stride=1, padding=0) -> np.ndarray:
     Raises:
         ValueError: ``cols`` does not have the shape :func:`im2col` gives for ``x_shape``.
     """
-    cols = _check_array("cols", cols, 6, "(N, C, kH, kW, H_out, W_out)")
+    cols = check_ndarray("cols", cols, 6)
     x_shape = tuple(x_shape) if isinstance(x_shape, (tuple, list)) else x_shape
     if not isinstance(x_shape, tuple) or len(x_shape) != 4 or not all(_is_int(v) and v >= 1 for v in x_shape):
         raise ValueError(f"`x_shape` must be 4 positive integers (N, C, H, W). Received: x_shape={x_shape!r}")
@@ -283,7 +277,7 @@ def conv2d_backward(upstream, x, weight, stride=1, padding=0) -> tuple[np.ndarra
     """
     kernel, stride, padding, (ho, wo) = _check_conv(x, weight, None, stride, padding)
     n, c_out = x.shape[0], weight.shape[0]
-    upstream = _check_array("upstream", upstream, 4, "(N, C_out, H_out, W_out)")
+    upstream = check_ndarray("upstream", upstream, 4)
     if upstream.shape != (n, c_out, ho, wo):
         raise ValueError(f"`upstream` must have the output's shape {(n, c_out, ho, wo)}. "
                          f"Received: upstream.shape={upstream.shape}")

@@ -21,6 +21,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from dlnotes._checks import check_ndarray, check_real
+
 __all__ = ["numerical_grad", "gradcheck", "GradcheckError"]
 
 
@@ -29,14 +31,12 @@ class GradcheckError(AssertionError):
 
 
 def _check_eps(eps) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) or not 0 < eps < 1:
-        raise ValueError(f"`eps` must be a float in (0, 1). Received: eps={eps!r}")
-    return float(eps)
+    return check_real("eps", eps, 0.0, 1.0, low_open=True, high_open=True)
 
 
-def _check_float_array(name: str, value) -> np.ndarray:
-    if not isinstance(value, np.ndarray):
-        raise TypeError(f"`{name}` must be a NumPy array. Received: {name} of type {type(value).__name__}")
+def _check_float64_array(name: str, value) -> np.ndarray:
+    """``value`` itself: a float64 ndarray (it is perturbed in place, so no copy or cast)."""
+    check_ndarray(name, value)
     if value.dtype != np.float64:
         raise TypeError(f"`{name}` must be float64 (finite differences in lower precision are noise). "
                         f"Received: {name}.dtype={value.dtype}")
@@ -58,9 +58,10 @@ def numerical_grad(f: Callable[[np.ndarray], float], x: np.ndarray, eps: float =
 
     Raises:
         TypeError: ``x`` is not a float64 array.
-        ValueError: ``eps`` is not in ``(0, 1)`` or ``f`` does not return a scalar.
+        TypeError, ValueError: ``eps`` is not a real number in ``(0, 1)``.
+        ValueError: ``f`` does not return a scalar.
     """
-    x = _check_float_array("x", x)
+    x = _check_float64_array("x", x)
     eps = _check_eps(eps)
     grad = np.empty_like(x)
     flat, gflat = x.reshape(-1), grad.reshape(-1)  # views: perturbing flat perturbs x
@@ -108,13 +109,15 @@ def gradcheck(f: Callable[..., float], inputs: Sequence[np.ndarray], analytic_gr
             "expected (numerical) ... received (analytic) ...".
         TypeError, ValueError: inconsistent arguments.
     """
+    rtol, atol = check_real("rtol", rtol, 0.0), check_real("atol", atol, 0.0)
+    eps = _check_eps(eps)
     inputs, analytic_grads = list(inputs), list(analytic_grads)
     names = [f"input {i}" for i in range(len(inputs))] if names is None else list(names)
     if len(analytic_grads) != len(inputs) or len(names) != len(inputs):
         raise ValueError(f"Need one analytic gradient and one name per input. Received: {len(inputs)} inputs, "
                          f"{len(analytic_grads)} analytic_grads, {len(names)} names")
     for i, (x, g, name) in enumerate(zip(inputs, analytic_grads, names)):
-        _check_float_array(f"inputs[{i}]", x)
+        _check_float64_array(f"inputs[{i}]", x)
         g = np.asarray(g, dtype=np.float64)
         if g.shape != x.shape:
             raise ValueError(f"`analytic_grads[{i}]` must have the shape of `inputs[{i}]` {x.shape}. "

@@ -1,7 +1,7 @@
 r"""Gradient descent and its test problems: quadratics, Rosenbrock, linear regression.
 
 Taught in: *Gradient descent* (``book/math/gradient_descent.ipynb``); the test problems
-are reused in *Optimization algorithms* (``book/foundations/optimizers.ipynb``).
+are reused in *Optimization algorithms* (``book/math/optimizers.ipynb``).
 
 Gradient descent minimises a differentiable :math:`J(\theta)` by repeating
 
@@ -9,16 +9,24 @@ Gradient descent minimises a differentiable :math:`J(\theta)` by repeating
 
     \theta_{t+1} = \theta_t - \alpha \nabla J(\theta_t)
 
-with step size (learning rate) :math:`\alpha > 0`. On a quadratic whose Hessian has largest
-eigenvalue :math:`L` it converges for every start exactly when :math:`0 < \alpha < 2/L`.
+with step size (learning rate) :math:`\alpha > 0`, passed as ``lr``. On a quadratic whose
+Hessian has largest eigenvalue :math:`L` it converges for every start exactly when
+:math:`0 < \alpha < 2/L`.
+
+Every ``*_grad`` here is the gradient of a scalar objective with respect to its first
+argument (no upstream gradient), as everywhere in ``dlnotes.scratch``. The linear-regression
+objective :func:`mse` is :func:`dlnotes.scratch.losses.mse` of the predictions :math:`Xw`,
+and :func:`mse_grad` is the chain rule through :func:`dlnotes.scratch.losses.mse_grad`.
 """
 
 from __future__ import annotations
 
-from numbers import Real
 from typing import Callable
 
 import numpy as np
+
+from dlnotes._checks import check_choice, check_float_array, check_ndarray, check_positive_float, check_positive_int
+from dlnotes.scratch import losses
 
 __all__ = [
     "gradient_descent", "quadratic", "quadratic_grad", "lipschitz_constant", "rosenbrock",
@@ -26,39 +34,29 @@ __all__ = [
 ]
 
 
-def _check_positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
-        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
-    return float(value)
-
-
-def _check_positive_int(name: str, value, allow_zero: bool = False) -> int:
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"`{name}` must be a {kind} integer. Received: {name}={value!r}")
-    return int(value)
+def _check_steps(steps) -> int:
+    """``steps`` as an ``int`` >= 0 (zero updates return just the start)."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"`steps` must be a non-negative integer. Received: steps={steps!r}")
+    return int(steps)
 
 
 def _check_vector(name: str, value, size: int | None = None) -> np.ndarray:
-    array = np.asarray(value, dtype=float) if not isinstance(value, str) else None
-    if array is None or array.ndim != 1 or (size is not None and array.shape[0] != size):
-        shape = getattr(array, "shape", None)
+    """``value`` as a float64 vector (of length ``size`` when given)."""
+    array = check_float_array(name, value).astype(np.float64, copy=False)
+    if array.ndim != 1 or (size is not None and array.shape[0] != size):
         want = f"of length {size}" if size is not None else "1-D"
-        raise ValueError(f"`{name}` must be a vector {want}. Received: {name} with shape {shape}")
+        raise ValueError(f"`{name}` must be a vector {want}. Received: {name} with shape {array.shape}")
     return array
 
 
 def _check_design(X, y) -> tuple[np.ndarray, np.ndarray]:
-    X = np.asarray(X, dtype=float)
-    if X.ndim != 2:
-        raise ValueError(f"`X` must be 2-D (n_examples, n_features). Received: X.shape={X.shape}")
-    y = _check_vector("y", y, X.shape[0])
-    return X, y
+    X = check_ndarray("X", check_float_array("X", X).astype(np.float64, copy=False), ndim=2)
+    return X, _check_vector("y", y, X.shape[0])
 
 
 def _check_square_symmetric(A) -> np.ndarray:
-    A = np.asarray(A, dtype=float)
+    A = check_float_array("A", A).astype(np.float64, copy=False)
     if A.ndim != 2 or A.shape[0] != A.shape[1] or not np.allclose(A, A.T):
         raise ValueError(f"`A` must be a symmetric square matrix. Received: A with shape {A.shape}")
     return A
@@ -82,8 +80,8 @@ def gradient_descent(grad_fn: Callable[[np.ndarray], np.ndarray], theta0, lr: fl
     if not callable(grad_fn):
         raise TypeError(f"`grad_fn` must be callable. Received: grad_fn of type {type(grad_fn).__name__}")
     theta = _check_vector("theta0", theta0).copy()
-    lr = _check_positive("lr", lr)
-    steps = _check_positive_int("steps", steps, allow_zero=True)
+    lr = check_positive_float("lr", lr)
+    steps = _check_steps(steps)
     path = [theta.copy()]
     for _ in range(steps):
         theta = theta - lr * np.asarray(grad_fn(theta), dtype=float)
@@ -148,24 +146,34 @@ def rosenbrock_grad(theta, a: float = 1.0, b: float = 100.0) -> np.ndarray:
 # --- linear regression -----------------------------------------------------------------------------
 
 def mse(w, X, y) -> float:
-    r"""Mean squared error :math:`J(w) = \frac1n \|Xw - y\|^2` of a linear model.
+    r"""The linear-regression objective :math:`J(w) = \frac1n \|Xw - y\|^2`, a function of the weights.
+
+    This is :func:`dlnotes.scratch.losses.mse` of the predictions :math:`\hat y = Xw`,
+    written as a function of ``w`` so that gradient descent can minimise it.
 
     Args:
         w: weights ``(d,)``; append a column of ones to ``X`` for an intercept.
         X: design matrix ``(n, d)``.
         y: targets ``(n,)``.
+
+    Returns:
+        The mean squared error, a Python ``float``.
     """
     X, y = _check_design(X, y)
     w = _check_vector("w", w, X.shape[1])
-    r = X @ w - y
-    return float(r @ r / len(y))
+    return float(losses.mse(X @ w, y))
 
 
 def mse_grad(w, X, y) -> np.ndarray:
-    r""":math:`\nabla J(w) = \frac2n X^\top (Xw - y)`, shape ``(d,)``; the Hessian is :math:`\frac2n X^\top X`."""
+    r"""Gradient of :func:`mse` in the weights, :math:`\nabla J(w) = \frac2n X^\top (Xw - y)`, shape ``(d,)``.
+
+    The chain rule through :math:`\hat y = Xw`: :math:`\nabla_w J = X^\top \, \partial J / \partial \hat y`
+    with :math:`\partial J / \partial \hat y` from :func:`dlnotes.scratch.losses.mse_grad`.
+    The Hessian is the constant :math:`\frac2n X^\top X`.
+    """
     X, y = _check_design(X, y)
     w = _check_vector("w", w, X.shape[1])
-    return 2.0 / len(y) * X.T @ (X @ w - y)
+    return X.T @ losses.mse_grad(X @ w, y)
 
 
 def linear_regression_closed_form(X, y, method: str = "lstsq") -> np.ndarray:
@@ -178,11 +186,9 @@ def linear_regression_closed_form(X, y, method: str = "lstsq") -> np.ndarray:
             the condition number. Default ``"lstsq"``.
     """
     X, y = _check_design(X, y)
-    if method == "lstsq":
+    if check_choice("method", method, ("lstsq", "normal")) == "lstsq":
         return np.linalg.lstsq(X, y, rcond=None)[0]
-    if method == "normal":
-        return np.linalg.solve(X.T @ X, X.T @ y)
-    raise ValueError(f"`method` must be 'lstsq' or 'normal'. Received: method={method!r}")
+    return np.linalg.solve(X.T @ X, X.T @ y)
 
 
 def minibatch_sgd(X, y, w0, lr: float, epochs: int, batch_size: int, seed: int = 0) -> dict:
@@ -207,10 +213,10 @@ def minibatch_sgd(X, y, w0, lr: float, epochs: int, batch_size: int, seed: int =
     """
     X, y = _check_design(X, y)
     w = _check_vector("w0", w0, X.shape[1]).copy()
-    lr = _check_positive("lr", lr)
-    epochs = _check_positive_int("epochs", epochs)
+    lr = check_positive_float("lr", lr)
+    epochs = check_positive_int("epochs", epochs)
     n = len(y)
-    batch_size = _check_positive_int("batch_size", batch_size)
+    batch_size = check_positive_int("batch_size", batch_size)
     if batch_size > n:
         raise ValueError(f"`batch_size` must be at most the number of examples {n}. Received: batch_size={batch_size}")
     rng = np.random.default_rng(seed)

@@ -20,12 +20,9 @@ for :func:`cross_entropy`).
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 
-from dlnotes._checks import check_float_array
+from dlnotes._checks import check_choice, check_float_array, check_ndarray, check_real
 from dlnotes.scratch import activations
 
 __all__ = [
@@ -65,9 +62,7 @@ def _check_unit_interval(name: str, value: np.ndarray) -> np.ndarray:
 
 
 def _check_reduction(reduction) -> str:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"`reduction` must be one of {REDUCTIONS}. Received: reduction={reduction!r}")
-    return reduction
+    return check_choice("reduction", reduction, REDUCTIONS)
 
 
 def _reduce(loss: np.ndarray, reduction: str):
@@ -124,9 +119,7 @@ def mae_grad(y_pred, y_true, reduction="mean"):
 
 
 def _check_delta(delta) -> float:
-    if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not (math.isfinite(delta) and delta > 0):
-        raise ValueError(f"`delta` must be a positive finite number. Received: delta={delta!r}")
-    return float(delta)
+    return check_real("delta", delta, low=0.0, low_open=True)
 
 
 def huber(y_pred, y_true, delta=1.0, reduction="mean"):
@@ -141,7 +134,7 @@ def huber(y_pred, y_true, delta=1.0, reduction="mean"):
 
     Args:
         y_pred, y_true: as in :func:`mse`.
-        delta: where the quadratic part meets the linear part; positive, default 1.0.
+        delta: where the quadratic part meets the linear part; positive and finite, default 1.0.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
 
     Returns:
@@ -244,9 +237,7 @@ def binary_cross_entropy_with_logits_grad(logits, y, reduction="mean"):
 # --- multi-class classification -------------------------------------------------------
 
 def _check_classification(logits, target) -> tuple[np.ndarray, np.ndarray]:
-    logits = _check_array("logits", logits)
-    if logits.ndim != 2:
-        raise ValueError(f"`logits` must be 2-D (n, classes). Received: logits.shape={logits.shape}")
+    logits = check_ndarray("logits", _check_array("logits", logits), ndim=2)
     target = np.asarray(target)
     if not np.issubdtype(target.dtype, np.integer):
         raise TypeError(f"`target` must hold integer class indices. Received: target with dtype {target.dtype}")

@@ -12,19 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlnotes._checks import check_positive_float
-
+from dlnotes._checks import check_choice, check_positive_float, check_positive_int
 from dlnotes.scratch.autograd import Tensor, cross_entropy, mse
 
 __all__ = ["Module", "Linear", "MLP", "fit", "Perceptron", "ACTIVATIONS"]
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-    return int(value)
 
 
 def _as_rng(seed):
@@ -86,8 +79,8 @@ class Linear(Module):
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, seed=None):
-        self.in_features = _check_positive_int("in_features", in_features)
-        self.out_features = _check_positive_int("out_features", out_features)
+        self.in_features = check_positive_int("in_features", in_features)
+        self.out_features = check_positive_int("out_features", out_features)
         rng = _as_rng(seed)
         limit = np.sqrt(6.0 / (self.in_features + self.out_features))
         self.weight = Tensor(rng.uniform(-limit, limit, (self.in_features, self.out_features)))
@@ -116,9 +109,8 @@ class MLP(Module):
     def __init__(self, sizes, activation: str = "relu", seed=None):
         if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
             raise ValueError(f"`sizes` must be a list of at least two layer sizes. Received: sizes={sizes!r}")
-        sizes = [_check_positive_int("sizes[i]", s) for s in sizes]
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"`activation` must be one of {ACTIVATIONS}. Received: activation={activation!r}")
+        sizes = [check_positive_int("sizes[i]", s) for s in sizes]
+        check_choice("activation", activation, ACTIVATIONS)
         rng = _as_rng(seed)
         self.sizes, self.activation = sizes, activation
         self.layers = [Linear(a, b, seed=rng) for a, b in zip(sizes[:-1], sizes[1:])]
@@ -154,9 +146,8 @@ def fit(model: Module, x: np.ndarray, y: np.ndarray, optimizer, *, loss: str = "
         The mean training loss of each epoch (a list of ``epochs`` floats).
     """
     losses = {"cross_entropy": cross_entropy, "mse": mse}
-    if loss not in losses:
-        raise ValueError(f"`loss` must be one of {tuple(losses)}. Received: loss={loss!r}")
-    epochs, batch_size = _check_positive_int("epochs", epochs), _check_positive_int("batch_size", batch_size)
+    check_choice("loss", loss, losses)
+    epochs, batch_size = check_positive_int("epochs", epochs), check_positive_int("batch_size", batch_size)
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y)
     if x.ndim != 2 or len(y) != len(x):
         raise ValueError(f"`x` must be 2-D with one row per target. Received: x.shape={x.shape}, y.shape={y.shape}")
@@ -185,17 +176,17 @@ class Perceptron:
     Prediction :math:`\hat y = \operatorname{sign}(w \cdot x + b)` (with :math:`\operatorname{sign}(0) = -1`).
     For each example with :math:`y (w \cdot x + b) \le 0` (a mistake, or on the boundary):
 
-    .. math:: w \leftarrow w + \eta\, y\, x, \qquad b \leftarrow b + \eta\, y
+    .. math:: w \leftarrow w + \alpha\, y\, x, \qquad b \leftarrow b + \alpha\, y
 
     Same updates as ``sklearn.linear_model.Perceptron(eta0=lr, shuffle=False)``.
 
     Args:
         n_features: input size.
-        lr: learning rate :math:`\eta` (default 1).
+        lr: learning rate :math:`\alpha` (default 1).
     """
 
     def __init__(self, n_features: int, lr: float = 1.0):
-        self.w = np.zeros(_check_positive_int("n_features", n_features))
+        self.w = np.zeros(check_positive_int("n_features", n_features))
         self.b = 0.0
         self.lr = check_positive_float("lr", lr)
 
@@ -219,7 +210,7 @@ class Perceptron:
         if y.shape != (len(x),) or not np.isin(y, (-1, 1)).all():
             raise ValueError(f"`y` must be -1/+1 labels of shape ({len(x)},). Received: y={y!r}")
         mistakes = []
-        for _ in range(_check_positive_int("epochs", epochs)):
+        for _ in range(check_positive_int("epochs", epochs)):
             count = 0
             for xi, yi in zip(x, y):
                 if yi * (xi @ self.w + self.b) <= 0:

@@ -1,6 +1,10 @@
 r"""Optimizers and learning-rate schedules in NumPy, step for step like ``torch.optim``.
 
-Taught in: *Optimization algorithms* (``book/foundations/optimizers.ipynb``).
+Taught in: *Optimization algorithms* (``book/math/optimizers.ipynb``).
+
+Symbols follow the course: the learning rate is :math:`\alpha` (torch's and our argument
+``lr``), as in :math:`\theta_t = \theta_{t-1} - \alpha \nabla J(\theta_{t-1})`; RMSprop's
+smoothing constant, which torch calls ``alpha``, is written :math:`\rho` (Keras's ``rho``).
 
 Every optimizer holds a list of NumPy arrays (the parameters :math:`\theta`) and updates
 them **in place** when given the matching list of gradients :math:`g_t = \nabla J(\theta_{t-1})`::
@@ -18,7 +22,6 @@ group*: one ``lr`` shared by all its arrays, stored in ``opt.lr`` where a schedu
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import numpy as np
 from dlnotes._checks import check_positive_int, check_real
@@ -39,6 +42,12 @@ def _check_params(params) -> list[np.ndarray]:
     return list(params)
 
 
+def _check_bool(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
+    return bool(value)
+
+
 # --- optimizers ------------------------------------------------------------------------------------
 
 class Optimizer:
@@ -48,7 +57,7 @@ class Optimizer:
 
     Args:
         params: list of floating-point NumPy arrays, updated in place by :meth:`step`.
-        lr: learning rate :math:`\\gamma \\ge 0`.
+        lr: learning rate :math:`\\alpha \\ge 0`.
     """
 
     def __init__(self, params, lr: float):
@@ -89,15 +98,16 @@ class SGD(Optimizer):
         b_t &\leftarrow \begin{cases} g & t = 1 \\ \mu b_{t-1} + (1 - \tau) g & t > 1 \end{cases}
              \quad \text{(momentum } \mu\text{, dampening } \tau\text{)} \\
         g &\leftarrow g + \mu b_t \text{ if nesterov, else } b_t \\
-        \theta_t &\leftarrow \theta_{t-1} - \gamma g
+        \theta_t &\leftarrow \theta_{t-1} - \alpha g
 
-    With ``momentum=0`` it is plain gradient descent :math:`\theta_t = \theta_{t-1} - \gamma g_t`.
-    Keras's ``SGD`` keeps :math:`v = -\gamma b`; with a constant learning rate and no dampening
-    the two give the same trajectory.
+    With ``momentum=0`` it is plain gradient descent :math:`\theta_t = \theta_{t-1} - \alpha g_t`.
+    Momentum is Polyak's heavy ball (1964); ``nesterov=True`` is Nesterov's accelerated
+    gradient (1983) in the form torch uses. Keras's ``SGD`` keeps :math:`v = -\alpha b`; with a
+    constant learning rate and no dampening the two give the same trajectory.
 
     Args:
         params: list of floating-point arrays.
-        lr: :math:`\gamma \ge 0` (torch has no default; neither do we).
+        lr: :math:`\alpha \ge 0` (torch has no default; neither do we).
         momentum: :math:`\mu \ge 0`. Default 0.
         dampening: :math:`\tau`. Default 0.
         nesterov: Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``. Default False.
@@ -110,12 +120,11 @@ class SGD(Optimizer):
         self.momentum = check_real("momentum", momentum, 0.0)
         self.dampening = check_real("dampening", dampening)
         self.weight_decay = check_real("weight_decay", weight_decay, 0.0)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"`nesterov` must be a bool. Received: nesterov={nesterov!r}")
+        nesterov = _check_bool("nesterov", nesterov)
         if nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("`nesterov=True` requires momentum > 0 and dampening = 0. "
                              f"Received: momentum={momentum!r}, dampening={dampening!r}")
-        self.nesterov = bool(nesterov)
+        self.nesterov = nesterov
 
     def update(self, p, g, state):
         if self.weight_decay != 0:
@@ -135,18 +144,19 @@ class Adagrad(Optimizer):
 
     .. math::
 
-        \tilde\gamma &= \gamma / (1 + (t - 1)\eta) \quad \text{(lr decay } \eta\text{)} \\
+        \tilde\alpha &= \alpha / (1 + (t - 1)\delta) \quad \text{(lr decay } \delta\text{)} \\
         g &\leftarrow g_t + \lambda \theta_{t-1} \\
         s_t &\leftarrow s_{t-1} + g^2, \qquad s_0 = \text{initial\_accumulator\_value} \\
-        \theta_t &\leftarrow \theta_{t-1} - \tilde\gamma \, g / (\sqrt{s_t} + \epsilon)
+        \theta_t &\leftarrow \theta_{t-1} - \tilde\alpha \, g / (\sqrt{s_t} + \epsilon)
 
     Keras's ``Adagrad`` puts :math:`\epsilon` inside the square root and starts
     :math:`s_0 = 0.1`; the rules coincide when :math:`\epsilon` is negligible.
+    Reference: Duchi, Hazan & Singer (2011), *Adaptive subgradient methods*.
 
     Args:
         params: list of floating-point arrays.
-        lr: :math:`\gamma`. Default 1e-2.
-        lr_decay: :math:`\eta \ge 0`. Default 0.
+        lr: :math:`\alpha`. Default 1e-2.
+        lr_decay: :math:`\delta \ge 0`. Default 0.
         weight_decay: :math:`\lambda \ge 0`. Default 0.
         initial_accumulator_value: :math:`s_0 \ge 0`. Default 0.
         eps: :math:`\epsilon \ge 0`. Default 1e-10.
@@ -175,21 +185,22 @@ class RMSprop(Optimizer):
     .. math::
 
         g &\leftarrow g_t + \lambda \theta_{t-1} \\
-        v_t &\leftarrow \alpha v_{t-1} + (1 - \alpha) g^2 \\
-        \bar g_t &\leftarrow \alpha \bar g_{t-1} + (1 - \alpha) g, \quad
+        v_t &\leftarrow \rho v_{t-1} + (1 - \rho) g^2 \\
+        \bar g_t &\leftarrow \rho \bar g_{t-1} + (1 - \rho) g, \quad
             \tilde v_t = v_t - \bar g_t^2 \text{ if centered, else } \tilde v_t = v_t \\
         b_t &\leftarrow \mu b_{t-1} + g / (\sqrt{\tilde v_t} + \epsilon), \quad
-            \theta_t \leftarrow \theta_{t-1} - \gamma b_t \quad \text{if } \mu > 0 \\
-        \theta_t &\leftarrow \theta_{t-1} - \gamma g / (\sqrt{\tilde v_t} + \epsilon) \quad \text{otherwise}
+            \theta_t \leftarrow \theta_{t-1} - \alpha b_t \quad \text{if } \mu > 0 \\
+        \theta_t &\leftarrow \theta_{t-1} - \alpha g / (\sqrt{\tilde v_t} + \epsilon) \quad \text{otherwise}
 
-    All state starts at zero. Keras's ``RMSprop`` (``rho`` = :math:`\alpha`) puts
-    :math:`\epsilon` inside the square root and multiplies :math:`\gamma` into the momentum
+    All state starts at zero. Keras's ``RMSprop`` (``rho`` = :math:`\rho`, torch's ``alpha``) puts
+    :math:`\epsilon` inside the square root and multiplies :math:`\alpha` into the momentum
     buffer; with a constant learning rate and negligible :math:`\epsilon` the rules coincide.
+    Reference: Tieleman & Hinton (2012), Coursera *Neural Networks for Machine Learning*, lecture 6.5.
 
     Args:
         params: list of floating-point arrays.
-        lr: :math:`\gamma`. Default 1e-2.
-        alpha: smoothing constant :math:`\alpha \ge 0`. Default 0.99.
+        lr: :math:`\alpha`. Default 1e-2.
+        alpha: smoothing constant :math:`\rho \ge 0` (torch's name). Default 0.99.
         eps: :math:`\epsilon \ge 0`. Default 1e-8.
         weight_decay: :math:`\lambda \ge 0`. Default 0.
         momentum: :math:`\mu \ge 0`. Default 0.
@@ -203,9 +214,7 @@ class RMSprop(Optimizer):
         self.eps = check_real("eps", eps, 0.0)
         self.weight_decay = check_real("weight_decay", weight_decay, 0.0)
         self.momentum = check_real("momentum", momentum, 0.0)
-        if not isinstance(centered, (bool, np.bool_)):
-            raise TypeError(f"`centered` must be a bool. Received: centered={centered!r}")
-        self.centered = bool(centered)
+        self.centered = _check_bool("centered", centered)
 
     def update(self, p, g, state):
         if self.weight_decay != 0:
@@ -244,7 +253,7 @@ class Adam(Optimizer):
         m_t &\leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g \\
         v_t &\leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g^2 \\
         \hat m_t &= m_t / (1 - \beta_1^t), \qquad \hat v_t = v_t / (1 - \beta_2^t) \\
-        \theta_t &\leftarrow \theta_{t-1} - \gamma \, \hat m_t / (\sqrt{\hat v_t} + \epsilon)
+        \theta_t &\leftarrow \theta_{t-1} - \alpha \, \hat m_t / (\sqrt{\hat v_t} + \epsilon)
 
     With ``amsgrad=True``, :math:`v^{\max}_t = \max(v^{\max}_{t-1}, v_t)` replaces
     :math:`v_t` in :math:`\hat v_t`. State starts at zero.
@@ -252,10 +261,11 @@ class Adam(Optimizer):
     Keras's ``Adam`` adds its epsilon to :math:`\sqrt{v_t}` before the bias correction
     (the paper's :math:`\hat\epsilon`), i.e. it uses :math:`\epsilon\sqrt{1-\beta_2^t}` in
     our formula, and its default is 1e-7; otherwise the rules are the same.
+    References: Kingma & Ba (2015), *Adam*; AMSGrad: Reddi, Kale & Kumar (2018).
 
     Args:
         params: list of floating-point arrays.
-        lr: :math:`\gamma`. Default 1e-3.
+        lr: :math:`\alpha`. Default 1e-3.
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1). Default (0.9, 0.999).
         eps: :math:`\epsilon \ge 0`. Default 1e-8.
         weight_decay: :math:`\lambda \ge 0`, added to the gradient. Default 0.
@@ -270,9 +280,7 @@ class Adam(Optimizer):
         self.betas = _check_betas(betas)
         self.eps = check_real("eps", eps, 0.0)
         self.weight_decay = check_real("weight_decay", weight_decay, 0.0)
-        if not isinstance(amsgrad, (bool, np.bool_)):
-            raise TypeError(f"`amsgrad` must be a bool. Received: amsgrad={amsgrad!r}")
-        self.amsgrad = bool(amsgrad)
+        self.amsgrad = _check_bool("amsgrad", amsgrad)
 
     def update(self, p, g, state):
         beta1, beta2 = self.betas
@@ -296,18 +304,18 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    r"""Adam with decoupled weight decay (Loshchilov & Hutter), like ``torch.optim.AdamW``.
+    r"""Adam with decoupled weight decay (Loshchilov & Hutter 2019), like ``torch.optim.AdamW``.
 
     The decay shrinks the parameters directly instead of entering the gradient, so it is
     not rescaled by :math:`1/\sqrt{\hat v_t}`:
 
     .. math::
 
-        \theta &\leftarrow \theta_{t-1} (1 - \gamma \lambda) \\
+        \theta &\leftarrow \theta_{t-1} (1 - \alpha \lambda) \\
         m_t, v_t, \hat m_t, \hat v_t &\text{ as in } \texttt{Adam} \text{ with } g = g_t \\
-        \theta_t &\leftarrow \theta - \gamma \, \hat m_t / (\sqrt{\hat v_t} + \epsilon)
+        \theta_t &\leftarrow \theta - \alpha \, \hat m_t / (\sqrt{\hat v_t} + \epsilon)
 
-    Keras's ``AdamW`` applies the same :math:`\theta (1 - \gamma\lambda)` before its Adam step.
+    Keras's ``AdamW`` applies the same :math:`\theta (1 - \alpha\lambda)` before its Adam step.
 
     Args:
         params, lr, betas, eps, amsgrad: as in :class:`Adam`.
@@ -352,13 +360,13 @@ class StepLR(_Schedule):
 
     .. math::
 
-        \gamma_e = \gamma_0 \cdot \text{gamma}^{\lfloor e / \text{step\_size} \rfloor}
+        \alpha_e = \alpha_0 \cdot \text{gamma}^{\lfloor e / \text{step\_size} \rfloor}
 
     where :math:`e` counts calls to :meth:`step` (``last_epoch``). torch computes the same
     value recursively (multiplying the current lr), which is equal when no other code changes it.
 
     Args:
-        optimizer: a dlnotes optimizer; its current ``lr`` is :math:`\gamma_0`.
+        optimizer: a dlnotes optimizer; its current ``lr`` is :math:`\alpha_0`.
         step_size: positive integer period.
         gamma: multiplicative factor, >= 0. Default 0.1.
     """
@@ -379,15 +387,16 @@ class CosineAnnealingLR(_Schedule):
 
     .. math::
 
-        \gamma_e = \eta_{\min} + \tfrac12 (\gamma_0 - \eta_{\min}) \left(1 + \cos\frac{\pi e}{T_{\max}}\right)
+        \alpha_e = \alpha_{\min} + \tfrac12 (\alpha_0 - \alpha_{\min}) \left(1 + \cos\frac{\pi e}{T_{\max}}\right)
 
     After :math:`T_{\max}` the cosine continues, so the lr rises again (as in torch). torch
     evaluates this closed form recursively; the two agree to rounding error.
+    Reference: Loshchilov & Hutter (2017), *SGDR* (which adds warm restarts).
 
     Args:
-        optimizer: a dlnotes optimizer; its current ``lr`` is :math:`\gamma_0`.
+        optimizer: a dlnotes optimizer; its current ``lr`` is :math:`\alpha_0`.
         T_max: positive integer half-period.
-        eta_min: final learning rate, >= 0. Default 0.
+        eta_min: final learning rate :math:`\alpha_{\min} \ge 0` (torch's name). Default 0.
     """
 
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0):

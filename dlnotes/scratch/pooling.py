@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlnotes.scratch.conv import _check_array, _pair, col2im, conv2d_output_size, im2col
+from dlnotes._checks import check_ndarray
+from dlnotes.scratch.conv import _pair, col2im, conv2d_output_size, im2col
 
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
 
 
 def _check_pool(x, kernel_size, stride, padding):
     """Checked ``(kernel, stride, padding, (H_out, W_out))`` for pooling ``x``."""
-    x = _check_array("x", x, 4, "(N, C, H, W)")
+    x = check_ndarray("x", x, 4)
     kernel = _pair("kernel_size", kernel_size, 1, "a positive integer")
     stride = kernel if stride is None else _pair("stride", stride, 1, "a positive integer")
     pad = _pair("padding", padding, 0, "a non-negative integer")
@@ -39,12 +40,14 @@ def _check_pool(x, kernel_size, stride, padding):
     return kernel, stride, pad, conv2d_output_size(x.shape[2:], kernel, stride, pad)
 
 
-def _check_upstream(upstream, x, out):
-    upstream = _check_array("upstream", upstream, 4, "(N, C, H_out, W_out)")
+def _check_pool_backward(upstream, x, kernel_size, stride, padding):
+    """As :func:`_check_pool`, plus ``upstream`` checked against the output's shape."""
+    kernel, stride, padding, out = _check_pool(x, kernel_size, stride, padding)
+    upstream = check_ndarray("upstream", upstream, 4)
     if upstream.shape != x.shape[:2] + out:
         raise ValueError(f"`upstream` must have the output's shape {x.shape[:2] + out}. "
                          f"Received: upstream.shape={upstream.shape}")
-    return upstream
+    return upstream, kernel, stride, padding, out
 
 
 def _lowest(dtype) -> float:
@@ -89,8 +92,7 @@ def max_pool2d_backward(upstream, x, kernel_size, stride=None, padding=0) -> np.
     Returns:
         ``dx`` of the shape of ``x``; matches ``torch.autograd`` through ``F.max_pool2d``.
     """
-    kernel, stride, padding, out = _check_pool(x, kernel_size, stride, padding)
-    upstream = _check_upstream(upstream, x, out)
+    upstream, kernel, stride, padding, out = _check_pool_backward(upstream, x, kernel_size, stride, padding)
     cols = im2col(x, kernel, stride, padding, pad_value=_lowest(x.dtype))
     flat = cols.reshape(x.shape[:2] + (-1,) + out)
     winner = flat.argmax(axis=2)[:, :, None]  # (N, C, 1, H_out, W_out)
@@ -120,15 +122,11 @@ def avg_pool2d_backward(upstream, x, kernel_size, stride=None, padding=0) -> np.
         \frac{\partial L}{\partial x_{n,c,h,w}} = \frac{1}{k_H k_W} \sum_{(i,j):\, (h,w) \in \text{window } (i,j)}
         G_{n,c,i,j} .
 
-    Args:
-        upstream: ``G``, of the output's shape ``(N, C, H_out, W_out)``.
-        x, kernel_size, stride, padding: as given to :func:`avg_pool2d`.
-
-    Returns:
-        ``dx`` of the shape of ``x``; matches ``torch.autograd`` through ``F.avg_pool2d``.
+    Args and errors as :func:`max_pool2d_backward`, with ``x, kernel_size, stride, padding`` as
+    given to :func:`avg_pool2d`. Returns ``dx`` of the shape of ``x``; it matches ``torch.autograd``
+    through ``F.avg_pool2d``.
     """
-    kernel, stride, padding, out = _check_pool(x, kernel_size, stride, padding)
-    upstream = _check_upstream(upstream, x, out)
+    upstream, kernel, stride, padding, out = _check_pool_backward(upstream, x, kernel_size, stride, padding)
     share = upstream / (kernel[0] * kernel[1])
     dcols = np.broadcast_to(share[:, :, None, None], x.shape[:2] + kernel + out)
     return col2im(np.ascontiguousarray(dcols), x.shape, stride, padding)

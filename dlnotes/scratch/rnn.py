@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dlnotes._checks import check_choice, check_ndarray
+
 __all__ = [
     "GATE_ORDER", "split_gates",
     "rnn_cell", "rnn_cell_backward", "lstm_cell", "lstm_cell_backward", "gru_cell", "gru_cell_backward",
@@ -46,9 +48,7 @@ def split_gates(array: np.ndarray, kind: str, axis: int = -1) -> dict:
     Raises:
         ValueError: unknown ``kind``, or the axis is not a multiple of the number of gates.
     """
-    if kind not in GATE_ORDER:
-        raise ValueError(f"`kind` must be one of {tuple(GATE_ORDER)}. Received: kind={kind!r}")
-    names = GATE_ORDER[kind]
+    names = GATE_ORDER[check_choice("kind", kind, GATE_ORDER)]
     if array.shape[axis] % len(names):
         raise ValueError(f"`array` must have a multiple of {len(names)} entries along axis {axis}. "
                          f"Received: array.shape={array.shape}")
@@ -57,32 +57,24 @@ def split_gates(array: np.ndarray, kind: str, axis: int = -1) -> dict:
 
 # ----------------------------------------------------------------------------- input checks
 
-def _check_array(name: str, value, ndim: int) -> np.ndarray:
-    if not isinstance(value, np.ndarray):
-        raise TypeError(f"`{name}` must be a NumPy array. Received: {name} of type {type(value).__name__}")
-    if value.ndim != ndim:
-        raise ValueError(f"`{name}` must be {ndim}-D. Received: {name}.shape={value.shape}")
-    return value
-
-
 def _check_weights(kind: str, W_ih, W_hh, b_ih, b_hh) -> tuple[int, int]:
     """Check the four parameters of a ``kind`` cell; return ``(H, I)``."""
     gates = len(GATE_ORDER[kind])
-    _check_array("W_ih", W_ih, 2)
-    _check_array("W_hh", W_hh, 2)
+    check_ndarray("W_ih", W_ih, 2)
+    check_ndarray("W_hh", W_hh, 2)
     if W_hh.shape[0] % gates or W_hh.shape[1] * gates != W_hh.shape[0]:
         raise ValueError(f"`W_hh` must have shape ({gates}*H, H) for a {kind} cell. Received: W_hh.shape={W_hh.shape}")
     H = W_hh.shape[1]
     if W_ih.shape[0] != gates * H:
         raise ValueError(f"`W_ih` must have {gates}*H = {gates * H} rows like `W_hh`. Received: W_ih.shape={W_ih.shape}")
     for name, b in (("b_ih", b_ih), ("b_hh", b_hh)):
-        if b is not None and _check_array(name, b, 1).shape != (gates * H,):
+        if b is not None and check_ndarray(name, b, 1).shape != (gates * H,):
             raise ValueError(f"`{name}` must have shape ({gates * H},). Received: {name}.shape={b.shape}")
     return H, W_ih.shape[1]
 
 
 def _check_input(name: str, x, ndim: int, I: int) -> np.ndarray:
-    _check_array(name, x, ndim)
+    check_ndarray(name, x, ndim)
     if x.shape[-1] != I:
         raise ValueError(f"`{name}` must have {I} features (W_ih.shape[1]) in its last axis. "
                          f"Received: {name}.shape={x.shape}")
@@ -92,7 +84,7 @@ def _check_input(name: str, x, ndim: int, I: int) -> np.ndarray:
 def _check_state(name: str, h, N: int, H: int, dtype) -> np.ndarray:
     if h is None:
         return np.zeros((N, H), dtype)
-    if _check_array(name, h, 2).shape != (N, H):
+    if check_ndarray(name, h, 2).shape != (N, H):
         raise ValueError(f"`{name}` must have shape (N, H) = {(N, H)}. Received: {name}.shape={h.shape}")
     return h
 
@@ -105,12 +97,6 @@ def _check_pair(name: str, value) -> tuple:
     return tuple(value)
 
 
-def _check_nonlinearity(nonlinearity: str) -> str:
-    if nonlinearity not in NONLINEARITIES:
-        raise ValueError(f"`nonlinearity` must be one of {NONLINEARITIES}. Received: nonlinearity={nonlinearity!r}")
-    return nonlinearity
-
-
 def _check_cache(cache, kind: str) -> dict:
     if not isinstance(cache, dict) or cache.get("kind") != kind:
         got = cache.get("kind") if isinstance(cache, dict) else type(cache).__name__
@@ -121,7 +107,7 @@ def _check_cache(cache, kind: str) -> dict:
 def _check_grad(name: str, value, shape: tuple) -> np.ndarray:
     if value is None:
         return None
-    if _check_array(name, value, len(shape)).shape != shape:
+    if check_ndarray(name, value, len(shape)).shape != shape:
         raise ValueError(f"`{name}` must have shape {shape}. Received: {name}.shape={value.shape}")
     return value
 
@@ -168,7 +154,7 @@ def rnn_cell(x, h, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity: str = "tanh")
         ``(h_new, cache)`` with ``h_new`` of shape ``(N, H)``.
     """
     H, I = _check_weights("rnn", W_ih, W_hh, b_ih, b_hh)
-    nonlinearity = _check_nonlinearity(nonlinearity)
+    nonlinearity = check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
     x = _check_input("x", x, 2, I)
     h = _check_state("h", h, x.shape[0], H, x.dtype)
     a = _affine(x, W_ih, b_ih) + _affine(h, W_hh, b_hh)
@@ -395,7 +381,7 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity: str = "ta
         ``(outputs, h_T, cache)``: every state ``(T, N, H)`` (``(N, T, H)`` if ``batch_first``) and the last ``(N, H)``.
     """
     x, H = _check_sequence("rnn", x, W_ih, W_hh, b_ih, b_hh, batch_first)
-    nonlinearity = _check_nonlinearity(nonlinearity)
+    nonlinearity = check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
     T, N, _ = x.shape
     hs = np.empty((T + 1, N, H), np.result_type(x, W_hh))
     hs[0] = _check_state("h0", h0, N, H, x.dtype)
@@ -419,6 +405,13 @@ def _sequence_upstream(doutputs, hs, batch_first):
     return np.zeros_like(hs[1:]) if dout is None else _output(dout, batch_first)
 
 
+def _backward_setup(cache, kind: str, doutputs):
+    """The checked cache of a ``kind`` sequence pass: ``(cache, hs, x, params, dout)``, ``dout`` time-major."""
+    cache = _check_cache(cache, kind)
+    hs = cache["hs"]
+    return cache, hs, cache["x"], cache["params"], _sequence_upstream(doutputs, hs, cache["batch_first"])
+
+
 def _state_upstream(name, grad, like):
     """Upstream gradient of a final state, shaped like ``like``; zeros when ``None``."""
     grad = _check_grad(name, grad, like.shape)
@@ -439,18 +432,14 @@ def rnn_backward(doutputs, dh_T, cache) -> dict:
     Returns:
         ``{"x", "h0", "W_ih", "W_hh", "b_ih", "b_hh"}``; ``"x"`` shaped like the input.
     """
-    cache = _check_cache(cache, "rnn_seq")
-    hs, x, bf = cache["hs"], cache["x"], cache["batch_first"]
-    W_ih, W_hh, b_ih, b_hh = cache["params"]
-    T = x.shape[0]
-    dout = _sequence_upstream(doutputs, hs, bf)
+    cache, hs, x, (W_ih, W_hh, b_ih, b_hh), dout = _backward_setup(cache, "rnn_seq", doutputs)
     dh = _state_upstream("dh_T", dh_T, hs[0])
     da = np.empty_like(hs[1:])
-    for t in reversed(range(T)):
+    for t in reversed(range(x.shape[0])):
         da[t] = _rnn_local_grad(dh + dout[t], hs[t + 1], cache["nonlinearity"])
         dh = da[t] @ W_hh
     grads = _stacked_grads(da, da, x, hs, W_ih, W_hh, b_ih, b_hh)
-    return {**grads, "x": _output(grads["x"], bf), "h0": dh}
+    return {**grads, "x": _output(grads["x"], cache["batch_first"]), "h0": dh}
 
 
 def lstm_forward(x, state0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first: bool = False):
@@ -508,20 +497,17 @@ def lstm_backward(doutputs, dstate_T, cache) -> dict:
     Returns:
         ``{"x", "h0", "c0", "W_ih", "W_hh", "b_ih", "b_hh"}``.
     """
-    cache = _check_cache(cache, "lstm_seq")
-    hs, cs, x, bf = cache["hs"], cache["cs"], cache["x"], cache["batch_first"]
-    W_ih, W_hh, b_ih, b_hh = cache["params"]
-    T = x.shape[0]
-    dout = _sequence_upstream(doutputs, hs, bf)
+    cache, hs, x, (W_ih, W_hh, b_ih, b_hh), dout = _backward_setup(cache, "lstm_seq", doutputs)
+    cs = cache["cs"]
     dh_T, dc_T = _check_pair("dstate_T", dstate_T)
     dh = _state_upstream("dh_T", dh_T, hs[0])
     dc = _state_upstream("dc_T", dc_T, hs[0])
     da = np.empty_like(cache["gates"])
-    for t in reversed(range(T)):
+    for t in reversed(range(x.shape[0])):
         da[t], dc = _lstm_local_grad(dh + dout[t], dc, cache["gates"][t], cs[t], cs[t + 1])
         dh = da[t] @ W_hh
     grads = _stacked_grads(da, da, x, hs, W_ih, W_hh, b_ih, b_hh)
-    return {**grads, "x": _output(grads["x"], bf), "h0": dh, "c0": dc}
+    return {**grads, "x": _output(grads["x"], cache["batch_first"]), "h0": dh, "c0": dc}
 
 
 def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, batch_first: bool = False):
@@ -569,15 +555,11 @@ def gru_backward(doutputs, dh_T, cache) -> dict:
     Returns:
         ``{"x", "h0", "W_ih", "W_hh", "b_ih", "b_hh"}``.
     """
-    cache = _check_cache(cache, "gru_seq")
-    hs, x, bf = cache["hs"], cache["x"], cache["batch_first"]
-    W_ih, W_hh, b_ih, b_hh = cache["params"]
-    T = x.shape[0]
-    dout = _sequence_upstream(doutputs, hs, bf)
+    cache, hs, x, (W_ih, W_hh, b_ih, b_hh), dout = _backward_setup(cache, "gru_seq", doutputs)
     dh = _state_upstream("dh_T", dh_T, hs[0])
     da_i, da_h = np.empty_like(cache["gates"]), np.empty_like(cache["gates"])
-    for t in reversed(range(T)):
+    for t in reversed(range(x.shape[0])):
         da_i[t], da_h[t], dh_direct = _gru_local_grad(dh + dout[t], cache["gates"][t], cache["hn"][t], hs[t])
         dh = dh_direct + da_h[t] @ W_hh
     grads = _stacked_grads(da_i, da_h, x, hs, W_ih, W_hh, b_ih, b_hh)
-    return {**grads, "x": _output(grads["x"], bf), "h0": dh}
+    return {**grads, "x": _output(grads["x"], cache["batch_first"]), "h0": dh}

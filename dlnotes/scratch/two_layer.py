@@ -12,13 +12,17 @@ The network maps inputs :math:`X \in \mathbb{R}^{n \times d}` to outputs
     L = \frac{1}{nk} \sum_{i,j} (\hat Y_{ij} - Y_{ij})^2 .
 
 Weights are stored as ``(fan_in, fan_out)`` like Keras ``Dense`` kernels; a
-``torch.nn.Linear`` stores the transpose.
+``torch.nn.Linear`` stores the transpose. The loss and its gradient
+:math:`\partial L / \partial \hat Y` are :func:`dlnotes.scratch.losses.mse` and
+:func:`dlnotes.scratch.losses.mse_grad`; this module adds the hidden layer's chain rule.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from dlnotes._checks import check_positive_int
+
+from dlnotes._checks import check_ndarray, check_positive_int
+from dlnotes.scratch import losses
 
 __all__ = ["init_params", "forward", "mse_loss", "backward"]
 
@@ -26,10 +30,7 @@ PARAM_NAMES = ("W1", "b1", "W2", "b2")
 
 
 def _check_matrix(name: str, value, columns: int | None = None) -> np.ndarray:
-    if not isinstance(value, np.ndarray):
-        raise TypeError(f"`{name}` must be a NumPy array. Received: {name} of type {type(value).__name__}")
-    if value.ndim != 2:
-        raise ValueError(f"`{name}` must be 2-D (n, features). Received: {name}.shape={value.shape}")
+    value = check_ndarray(name, value, ndim=2)
     if columns is not None and value.shape[1] != columns:
         raise ValueError(f"`{name}` must have {columns} columns. Received: {name}.shape={value.shape}")
     return value
@@ -81,13 +82,26 @@ def forward(params: dict, X: np.ndarray) -> tuple[np.ndarray, dict]:
     return Y_hat, {"X": X, "A": A}
 
 
-def mse_loss(Y_hat: np.ndarray, Y: np.ndarray) -> float:
-    r"""Mean squared error :math:`\frac{1}{nk}\sum (\hat Y - Y)^2`, like ``torch.nn.functional.mse_loss``."""
+def _check_targets(Y_hat, Y) -> tuple[np.ndarray, np.ndarray]:
     Y_hat = _check_matrix("Y_hat", Y_hat)
     Y = _check_matrix("Y", Y)
     if Y.shape != Y_hat.shape:
         raise ValueError(f"`Y` must have the shape of `Y_hat` {Y_hat.shape}. Received: Y.shape={Y.shape}")
-    return float(np.mean((Y_hat - Y) ** 2))
+    return Y_hat, Y
+
+
+def mse_loss(Y_hat: np.ndarray, Y: np.ndarray) -> float:
+    r"""Mean squared error :math:`\frac{1}{nk}\sum (\hat Y - Y)^2`: :func:`dlnotes.scratch.losses.mse` as a float.
+
+    Args:
+        Y_hat: predictions of shape ``(n, k)``.
+        Y: targets of the same shape.
+
+    Returns:
+        The loss, like ``torch.nn.functional.mse_loss``.
+    """
+    Y_hat, Y = _check_targets(Y_hat, Y)
+    return float(losses.mse(Y_hat, Y))
 
 
 def backward(params: dict, cache: dict, Y_hat: np.ndarray, Y: np.ndarray) -> dict:
@@ -107,8 +121,8 @@ def backward(params: dict, cache: dict, Y_hat: np.ndarray, Y: np.ndarray) -> dic
         ``{"W1", "b1", "W2", "b2"}``, each with its parameter's shape.
     """
     params = _check_params(params)
-    Y = _check_matrix("Y", Y, Y_hat.shape[1])
-    dY_hat = 2.0 * (Y_hat - Y) / Y_hat.size
+    Y_hat, Y = _check_targets(Y_hat, Y)
+    dY_hat = losses.mse_grad(Y_hat, Y)  # 2 (Y_hat - Y) / (n k)
     dW2 = cache["A"].T @ dY_hat
     db2 = dY_hat.sum(axis=0)
     dH = (dY_hat @ params["W2"].T) * (1.0 - cache["A"] ** 2)

@@ -98,6 +98,9 @@ def test_keras_code_is_the_same_for_every_backend_and_shorter_than_pytorch():
     assert len(keras_lines) == 1
     assert keras_lines.pop() < fb.count_code_lines(*fb.model_code("pytorch"))
     assert fb.model_code("pytorch")[0] is ic.build_torch_model
+    assert fb.model_code("pytorch")[2] is ic.train_torch and ic.train_keras in fb.model_code("jax")
+    shared = set(fb.model_code("pytorch")) & set(fb.model_code("torch"))
+    assert not shared, f"code counted on both sides: {shared}"
     with pytest.raises(ValueError, match="backend='theano'"):
         fb.model_code("theano")
 
@@ -120,8 +123,8 @@ def test_main_in_process_prints_one_json_line(capsys):
     assert len(lines) == 1 and fb.parse_result(lines[0]) == result
     assert (result["backend"], result["epochs"], result["n_train"], result["n_test"]) == ("torch", 1, 128, 64)
     assert result["seconds_per_epoch"] == result["first_epoch_s"] > 0  # one epoch: no steady state
-    assert 0.0 <= result["test_accuracy"] <= 1.0
-    assert result["lines_of_code"] == fb.count_code_lines(ic.build_keras_model, ic.train_keras)
+    assert result["test_accuracy"] * 64 == round(result["test_accuracy"] * 64)  # a count of the 64 test images
+    assert result["lines_of_code"] == fb.count_code_lines(*fb.model_code("torch"))
     assert result["versions"] == {"keras": keras.__version__, "torch": torch.__version__}
 
 
@@ -159,7 +162,7 @@ def test_run_benchmark_pytorch_smoke_in_a_subprocess():
     assert (result["backend"], result["epochs"], result["n_train"], result["n_test"]) == ("pytorch", 2, 160, 64)
     assert result["versions"] == {"torch": torch.__version__}
     assert result["lines_of_code"] == fb.count_code_lines(*fb.model_code("pytorch"))
-    assert 0.0 <= result["test_accuracy"] <= 1.0 and result["cpu_s"] > 0
+    assert result["test_accuracy"] * 64 == round(result["test_accuracy"] * 64) and result["cpu_s"] > 0
 
 
 def test_run_benchmark_checks_arguments_before_starting_a_process():

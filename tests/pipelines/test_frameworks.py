@@ -109,7 +109,7 @@ def test_copy_keeps_torch_dtype(pair):
     assert_close("weight", t64[1].weight, k_model.layers[1].kernel.numpy().T.astype("float64"), rtol=0, atol=0)
 
 
-# ----------------------------------------------------------------------------- training and accuracy
+# ----------------------------------------------------------------------------- training and evaluation
 def separable_data(n=200, seed=0):
     """Three well-separated Gaussian blobs, shaped like (n, 4, 3) images."""
     rng = np.random.default_rng(seed)
@@ -126,33 +126,81 @@ def test_train_torch_lowers_the_loss_reproducibly():
         model = fw.build_torch_model(**SMALL)
         runs.append(fw.train_torch(model, x, y, epochs=8, batch_size=32, learning_rate=1e-2, seed=3))
     assert runs[0] == runs[1]
-    assert len(runs[0]) == 8 and runs[0][-1] < 0.5 * runs[0][0]
-    assert fw.accuracy(model, x, y) >= 0.95
+    assert set(runs[0]) == {"loss", "accuracy"} and all(len(v) == 8 for v in runs[0].values())
+    assert runs[0]["loss"][-1] < 0.5 * runs[0]["loss"][0]
+    assert fw.evaluate_torch(model, x, y)["accuracy"] >= 0.95
 
 
-def test_train_keras_lowers_the_loss():
+def test_train_keras_lowers_the_loss_and_reports_validation():
     x, y = separable_data()
+    x_val, y_val = separable_data(60, seed=1)
     random.seed(1)
     model = fw.build_keras_model(**SMALL)
-    losses = fw.train_keras(model, x, y, epochs=4, batch_size=32, learning_rate=1e-2, seed=3)
-    assert len(losses) == 4 and losses[-1] < 0.5 * losses[0]
-    assert fw.accuracy(model, x, y) >= 0.95
+    history = fw.train_keras(model, x, y, epochs=4, batch_size=32, learning_rate=1e-2, seed=3,
+                             validation_data=(x_val, y_val))
+    assert list(history) == ["loss", "accuracy", "val_loss", "val_accuracy"]
+    assert all(len(v) == 4 and all(type(f) is float for f in v) for v in history.values())
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert fw.evaluate_keras(model, x, y)["accuracy"] >= 0.95
+    # the last val_* entries are the metrics of the final weights on the validation data
+    final = fw.evaluate_keras(model, x_val, y_val)
+    assert history["val_loss"][-1] == pytest.approx(final["loss"], rel=1e-5)
+    assert history["val_accuracy"][-1] == pytest.approx(final["accuracy"], abs=1e-7)
     assert model.jit_compile is False
 
 
-def test_accuracy_counts_argmax_hits():
+def test_train_torch_validation_is_the_final_evaluation():
+    x, y = separable_data()
+    x_val, y_val = separable_data(60, seed=1)
+    torch.manual_seed(1)
+    model = fw.build_torch_model(**SMALL)
+    history = fw.train_torch(model, x, y, epochs=3, batch_size=32, learning_rate=1e-2, seed=0,
+                             validation_data=(x_val, y_val))
+    assert list(history) == ["loss", "accuracy", "val_loss", "val_accuracy"]
+    assert history["val_loss"][-1] == fw.evaluate_torch(model, x_val, y_val)["loss"]
+
+
+def test_keras_and_torch_take_the_same_adam_steps(pair):
+    """Same weights, one full batch per epoch (so the shuffling order cannot matter), same Adam:
+    the float32 losses agree to ~1e-5 over five steps (the frameworks place epsilon differently)."""
+    k_model, t_model = pair
+    x, y = separable_data(64)
+    settings_ = dict(epochs=5, batch_size=64, learning_rate=1e-2, seed=0)
+    k_hist, t_hist = fw.train_keras(k_model, x, y, **settings_), fw.train_torch(t_model, x, y, **settings_)
+    np.testing.assert_allclose(k_hist["loss"], t_hist["loss"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(k_hist["accuracy"], t_hist["accuracy"], atol=1e-7)
+    assert k_hist["loss"][-1] < k_hist["loss"][0]  # the five steps did something
+
+
+def test_evaluate_counts_argmax_hits_and_the_cross_entropy():
     model = torch.nn.Linear(3, 3)
     with torch.no_grad():
         model.weight.copy_(torch.eye(3))
         model.bias.zero_()
     x = np.eye(3, dtype="float32")[[0, 1, 2, 0]]
-    assert fw.accuracy(model, x, np.array([0, 1, 2, 1]), batch_size=3) == 0.75  # 3 of 4
+    y = np.array([0, 1, 2, 1])
+    metrics = fw.evaluate_torch(model, x, y, batch_size=3)
+    assert metrics["accuracy"] == 0.75  # 3 of 4
+    expected = torch.nn.functional.cross_entropy(torch.from_numpy(x), torch.from_numpy(y)).item()
+    assert metrics["loss"] == pytest.approx(expected, rel=1e-6)
 
 
-def test_accuracy_agrees_between_frameworks(pair):
+def test_evaluate_agrees_between_frameworks(pair):
     k_model, t_model = pair
     x, y = toy_data(n=64)
-    assert fw.accuracy(k_model, x, y) == fw.accuracy(t_model, x, y, batch_size=10)
+    k_metrics, t_metrics = fw.evaluate_keras(k_model, x, y), fw.evaluate_torch(t_model, x, y, batch_size=10)
+    assert k_metrics["accuracy"] == t_metrics["accuracy"]
+    assert k_metrics["loss"] == pytest.approx(t_metrics["loss"], rel=1e-5)
+
+
+def test_evaluate_keras_matches_model_evaluate(pair):
+    k_model, _ = pair
+    x, y = toy_data(n=64)
+    k_model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    reference = k_model.evaluate(x, y, verbose=0, return_dict=True)
+    ours = fw.evaluate_keras(k_model, x, y)
+    assert ours["loss"] == pytest.approx(reference["loss"], rel=1e-5)
+    assert ours["accuracy"] == pytest.approx(reference["accuracy"], abs=1e-7)
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -170,7 +218,7 @@ def test_builders_reject_bad_sizes(fn, kwargs, match):
         fn(**kwargs)
 
 
-@pytest.mark.parametrize("fn", [fw.count_params, fw.train_torch, fw.train_keras, fw.accuracy])
+@pytest.mark.parametrize("fn", [fw.count_params, fw.train_torch, fw.train_keras, fw.evaluate_torch, fw.evaluate_keras])
 def test_functions_reject_non_models(fn):
     x, y = toy_data()
     args = () if fn is fw.count_params else (x, y)
@@ -205,9 +253,14 @@ def test_copy_rejects_swapped_or_mismatched_models(pair):
     (dict(epochs=0), ValueError, "epochs=0"),
     (dict(batch_size=-1), ValueError, "batch_size=-1"),
     (dict(learning_rate=0.0), ValueError, "learning_rate=0.0"),
-    (dict(x=np.zeros((8, 4, 3), dtype="int64")), TypeError, "x of type int64"),
-    (dict(y=np.zeros(8, dtype="float32")), TypeError, "y of type float32"),
+    (dict(seed=-1), ValueError, "seed=-1"),
+    (dict(seed=1.5), TypeError, "seed=1.5"),
+    (dict(x=np.zeros((8, 4, 3), dtype="int64")), TypeError, "x of dtype int64"),
+    (dict(y=np.zeros(8, dtype="float32")), TypeError, "y of dtype float32"),
     (dict(y=np.zeros(7, dtype="int64")), ValueError, r"y.shape=\(7,\)"),
+    (dict(validation_data=np.zeros(3)), TypeError, "validation_data of type ndarray"),
+    (dict(validation_data=(np.zeros((4, 4, 3), dtype="float32"), np.zeros(3, dtype="int64"))), ValueError,
+     r"validation_data\[1\].shape=\(3,\)"),
 ])
 @pytest.mark.parametrize("framework", ["torch", "keras"])
 def test_train_rejects_bad_arguments(framework, kwargs, error, match):
@@ -226,12 +279,17 @@ def test_train_torch_rejects_keras_model_and_keras_rejects_bad_jit_compile():
         fw.train_keras(fw.build_keras_model(**SMALL), x, y, jit_compile="yes")
 
 
-def test_accuracy_rejects_bad_arguments(pair):
-    _, t_model = pair
+@pytest.mark.parametrize("evaluate", [fw.evaluate_torch, fw.evaluate_keras])
+def test_evaluate_rejects_bad_arguments(pair, evaluate):
+    model = pair[0] if evaluate is fw.evaluate_keras else pair[1]
     x, y = toy_data()
     with pytest.raises(ValueError, match="batch_size=0"):
-        fw.accuracy(t_model, x, y, batch_size=0)
+        evaluate(model, x, y, batch_size=0)
     with pytest.raises(ValueError, match=r"y.shape=\(31,\)"):
-        fw.accuracy(t_model, x, y[:-1])
+        evaluate(model, x, y[:-1])
+
+
+def test_evaluate_torch_rejects_a_module_without_parameters():
+    x, y = toy_data()
     with pytest.raises(ValueError, match="without parameters"):
-        fw.accuracy(torch.nn.Flatten(), x, y)
+        fw.evaluate_torch(torch.nn.Flatten(), x, y)

@@ -1,4 +1,4 @@
-"""dlnotes.pipelines.text_generation: vocabulary, batching, the two LSTM models, training, sampling."""
+"""dlnotes.pipelines.text_generation: vocabulary, batching, the two LSTM models, baselines, training, sampling."""
 
 import math
 
@@ -88,7 +88,7 @@ def test_random_windows_bad_input():
         tg.random_windows(data, 4, 0)
     with pytest.raises(ValueError, match="Received: batch_size=-2"):
         tg.random_windows(data, -2, 3)
-    with pytest.raises(ValueError, match=r"at least seq_len \+ 1 = 11 ids. Received: data.shape=\(10,\)"):
+    with pytest.raises(ValueError, match=r"at least 11 ids. Received: data.shape=\(10,\)"):
         tg.random_windows(data, 4, 10)
     with pytest.raises(ValueError, match=r"data.shape=\(2, 5\)"):
         tg.random_windows(data.view(2, 5), 4, 3)
@@ -132,6 +132,8 @@ def test_char_lstm_bad_input():
         tg.CharLSTM(2.5)
     with pytest.raises(ValueError, match="Received: dropout=1.0"):
         tg.CharLSTM(9, dropout=1.0)
+    with pytest.raises(TypeError, match="Received: dropout='0.1'"):
+        tg.CharLSTM(9, dropout="0.1")
     model = small_model(9)
     with pytest.raises(TypeError, match="x of type torch.float32"):
         model(torch.zeros(2, 3))
@@ -214,12 +216,151 @@ def test_train_step_and_evaluate_bad_input(vocab):
         tg.evaluate_loss("model", data, seq_len=2)
 
 
-def test_perplexity():
+def test_perplexity_and_evaluate_torch():
     assert tg.perplexity(0.0) == 1.0
     assert math.isclose(tg.perplexity(math.log(65)), 65.0, rel_tol=1e-12)
-    for bad in (-0.1, math.inf, math.nan, "1.0", True):
-        with pytest.raises(ValueError, match=r"Received: loss="):
+    with pytest.raises(ValueError, match=r"Received: loss=-0.1"):
+        tg.perplexity(-0.1)
+    for bad in (math.inf, math.nan, "1.0", True):
+        with pytest.raises(TypeError, match=r"Received: loss="):
             tg.perplexity(bad)
+    model = small_model(9)
+    data = torch.randint(0, 9, (201,), generator=torch.Generator().manual_seed(4))
+    metrics = tg.evaluate_torch(model, data, seq_len=20, batch_size=3)
+    assert set(metrics) == {"loss", "perplexity"}
+    assert metrics["loss"] == tg.evaluate_loss(model, data, 20, batch_size=3)
+    assert math.isclose(metrics["perplexity"], math.exp(metrics["loss"]), rel_tol=1e-15)
+
+
+# --- Count-based baselines -------------------------------------------------------------------
+
+def test_ngram_loss_unigram_closed_form():
+    # train "aab" over V = 3: p(a) = (2 + 1) / (3 + 3), p(b) = 2/6, p(c) = 1/6.
+    train, data = torch.tensor([0, 0, 1]), torch.tensor([0, 1, 2, 0])
+    expected = -(2 * math.log(3 / 6) + math.log(2 / 6) + math.log(1 / 6)) / 4
+    assert math.isclose(tg.ngram_loss(train, data, vocab_size=3), expected, rel_tol=1e-14)
+    # Without smoothing, a text scored on itself with equally frequent characters costs log V.
+    uniform = torch.arange(7).repeat(5)
+    assert math.isclose(tg.ngram_loss(uniform, uniform, vocab_size=7, smoothing=1e-12), math.log(7), rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("n, smoothing", [(1, 0.5), (2, 1.0), (3, 0.1)])
+def test_ngram_loss_matches_counts_and_torch_cross_entropy(n, smoothing):
+    generator = torch.Generator().manual_seed(n)
+    vocab_size = 5
+    train = torch.randint(0, vocab_size, (300,), generator=generator)
+    data = torch.randint(0, vocab_size, (80,), generator=generator)
+    counts = {}
+    for t in range(n - 1, len(train)):
+        context, nxt = tuple(train[t - n + 1: t].tolist()), train[t].item()
+        counts.setdefault(context, [0] * vocab_size)[nxt] += 1
+    contexts = [tuple(data[t - n + 1: t].tolist()) for t in range(n - 1, len(data))]
+    # cross_entropy normalises the unnormalised log-scores log(count + smoothing) itself.
+    scores = torch.tensor([[math.log(c + smoothing) for c in counts.get(u, [0] * vocab_size)] for u in contexts],
+                          dtype=torch.float64)
+    expected = torch.nn.functional.cross_entropy(scores, data[n - 1:])
+    ours = tg.ngram_loss(train, data, vocab_size=vocab_size, n=n, smoothing=smoothing)
+    assert math.isclose(ours, expected.item(), rel_tol=1e-12)
+
+
+def test_ngram_loss_more_context_helps_on_a_repeated_text(vocab):
+    ids = vocab.encode(TEXT * 30)
+    losses = [tg.ngram_loss(ids, ids, vocab_size=len(vocab), n=n) for n in (1, 2, 3)]
+    assert losses[0] > losses[1] > losses[2]
+
+
+def test_ngram_loss_bad_input():
+    ids = torch.tensor([0, 1, 2])
+    with pytest.raises(ValueError, match="Received: n=0"):
+        tg.ngram_loss(ids, ids, vocab_size=3, n=0)
+    with pytest.raises(ValueError, match="Received: n=6"):
+        tg.ngram_loss(ids, ids, vocab_size=65, n=6)
+    with pytest.raises(ValueError, match="Received: smoothing=0"):
+        tg.ngram_loss(ids, ids, vocab_size=3, smoothing=0)
+    with pytest.raises(ValueError, match=r"Received: data.shape=\(1,\)"):
+        tg.ngram_loss(ids, ids[:1], vocab_size=3, n=2)
+    with pytest.raises(ValueError, match=r"train_ids.max\(\)=2"):
+        tg.ngram_loss(ids, ids[:2], vocab_size=2)
+    with pytest.raises(TypeError, match="train_ids of type torch.float32"):
+        tg.ngram_loss(ids.float(), ids, vocab_size=3)
+
+
+# --- The pipeline API -------------------------------------------------------------------------
+
+def test_build_torch_model_is_the_chapter_char_lstm():
+    torch.manual_seed(3)
+    built = tg.build_torch_model(65)
+    torch.manual_seed(3)
+    direct = tg.CharLSTM(65, embedding_dim=64, hidden_size=256)
+    assert isinstance(built, tg.CharLSTM)
+    assert sum(p.numel() for p in built.parameters()) == 350_593
+    assert all(torch.equal(a, b) for a, b in zip(built.state_dict().values(), direct.state_dict().values()))
+
+
+TRAIN_ARGS = dict(steps=12, batch_size=4, seq_len=9, learning_rate=1e-2, seed=5, eval_every=4)
+
+
+def test_train_torch_is_the_loop_it_documents(vocab):
+    # The same Adam (torch_adam: ADAM_EPSILON), windows, clipping and MultiStepLR written by hand.
+    from dlnotes.pipelines.common import ADAM_EPSILON
+
+    data = vocab.encode(TEXT * 10)
+    val = vocab.encode(TEXT[::-1] * 3)
+    model = small_model(len(vocab)).double()
+    history = tg.train_torch(model, data, validation_data=val, decay_at=0.5, decay_factor=0.1, **TRAIN_ARGS)
+
+    twin = small_model(len(vocab)).double()
+    optimizer = torch.optim.Adam(twin.parameters(), lr=1e-2, eps=ADAM_EPSILON)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[6], gamma=0.1)
+    generator = torch.Generator().manual_seed(5)
+    losses, val_losses, running = [], [], []
+    for step in range(1, 13):
+        running.append(tg.train_step(twin, optimizer, *tg.random_windows(data, 4, 9, generator=generator)))
+        scheduler.step()
+        if step % 4 == 0:
+            losses.append(sum(running) / 4)
+            val_losses.append(tg.evaluate_loss(twin, val, 9))
+            running = []
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert list(history) == ["loss", "val_loss"] and len(history["loss"]) == 3
+    assert history["loss"] == pytest.approx(losses, rel=1e-12)
+    assert history["val_loss"] == pytest.approx(val_losses, rel=1e-12)
+    assert all(torch.allclose(a, b, rtol=1e-12, atol=0) for a, b in zip(model.parameters(), twin.parameters()))
+
+
+def test_train_torch_learns_seeds_and_decays(vocab):
+    data = vocab.encode(TEXT * 10)
+    runs = {}
+    for key, kwargs in {"a": {}, "again": {}, "other seed": {"seed": 6}, "no decay": {"decay_at": None}}.items():
+        model = small_model(len(vocab))
+        runs[key] = tg.train_torch(model, data, **{**TRAIN_ARGS, "steps": 40, "eval_every": 20, **kwargs})
+    assert list(runs["a"]) == ["loss"]                       # no validation_data, no val_loss
+    assert runs["a"] == runs["again"]                        # the seed fixes the windows
+    assert runs["a"] != runs["other seed"] and runs["a"] != runs["no decay"]
+    assert runs["a"]["loss"][1] < runs["a"]["loss"][0] < math.log(len(vocab))
+
+
+def test_train_torch_bad_input(vocab):
+    data = vocab.encode(TEXT * 4)
+    model = small_model(len(vocab))
+    cases = [
+        (ValueError, "multiple of eval_every=4. Received: steps=10", {"steps": 10}),
+        (ValueError, "Received: steps=0", {"steps": 0}),
+        (ValueError, "Received: learning_rate=0", {"learning_rate": 0}),
+        (ValueError, "Received: seed=-1", {"seed": -1}),
+        (ValueError, "Received: decay_at=1.0", {"decay_at": 1.0}),
+        (ValueError, "Received: decay_factor=0", {"decay_factor": 0}),
+        (ValueError, "Received: clip_norm=-1", {"clip_norm": -1}),
+        (ValueError, r"Received: validation_data.shape=\(5,\)", {"validation_data": data[:5]}),
+        (TypeError, "validation_data of type torch.float32", {"validation_data": data.float()}),
+    ]
+    for error, message, change in cases:
+        with pytest.raises(error, match=message):
+            tg.train_torch(model, data, **{**TRAIN_ARGS, **change})
+    with pytest.raises(ValueError, match=r"Received: train_ids.shape=\(9,\)"):
+        tg.train_torch(model, data[:9], **TRAIN_ARGS)
+    with pytest.raises(TypeError, match="model of type str"):
+        tg.train_torch("model", data, **TRAIN_ARGS)
 
 
 # --- Sampling -------------------------------------------------------------------------------
@@ -248,8 +389,11 @@ def test_low_temperature_is_argmax(vocab):
 
 def test_sample_bad_input(vocab):
     model = small_model(len(vocab))
-    for bad in (0, -1.0, 0.0, math.inf, math.nan):
+    for bad in (0, -1.0, 0.0):
         with pytest.raises(ValueError, match=rf"Received: temperature={bad}"):
+            tg.sample(model, vocab, "he", 5, temperature=bad)
+    for bad in (math.inf, math.nan):
+        with pytest.raises(TypeError, match=rf"Received: temperature={bad}"):
             tg.sample(model, vocab, "he", 5, temperature=bad)
     with pytest.raises(ValueError, match=r"not in the vocabulary: \['x'\]"):
         tg.sample(model, vocab, "hex", 5)
@@ -263,6 +407,17 @@ def test_sample_bad_input(vocab):
         tg.sample(model, "abc", "he", 5)
     with pytest.raises(TypeError, match="prompt of type int"):
         tg.sample(model, vocab, 3, 5)
+
+
+def test_known_word_fraction():
+    reference = "To be, or not to be: that is the question."
+    assert tg.known_word_fraction("TO BE or zzz", reference) == 0.75      # words are lowercased letter runs
+    assert tg.known_word_fraction("be,be;xq'that", reference) == 0.75     # punctuation separates words
+    assert tg.known_word_fraction("question", reference) == 1.0
+    with pytest.raises(ValueError, match=r"Received: text='12 ,!'"):
+        tg.known_word_fraction("12 ,!", reference)
+    with pytest.raises(TypeError, match="reference of type list"):
+        tg.known_word_fraction("to", ["to"])
 
 
 # --- Saving ---------------------------------------------------------------------------------

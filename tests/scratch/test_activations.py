@@ -47,14 +47,24 @@ def test_elementwise_matches_torch_values_and_gradients(name):
 
 
 @pytest.mark.parametrize("axis", [0, 1, -1])
-@pytest.mark.parametrize("f, f_grad, torch_fn", [
-    (A.softmax, A.softmax_grad, F.softmax),
-    (A.log_softmax, A.log_softmax_grad, F.log_softmax),
+@pytest.mark.parametrize("f, f_backward, torch_fn", [
+    (A.softmax, A.softmax_backward, F.softmax),
+    (A.log_softmax, A.log_softmax_backward, F.log_softmax),
 ])
-def test_softmax_family_matches_torch_values_and_vjp(f, f_grad, torch_fn, axis):
+def test_softmax_family_matches_torch_values_and_vjp(f, f_backward, torch_fn, axis):
     x = sample((4, 5, 3))
     assert_matches_torch(lambda x: f(x, axis=axis), lambda t: torch_fn(t, dim=axis), [x],
-                         grad_ours=lambda x, up: [f_grad(x, up, axis=axis)])
+                         grad_ours=lambda x, up: [f_backward(up, x, axis=axis)])
+
+
+def test_softmax_backward_takes_upstream_first():
+    """The package convention: f_backward(upstream, inputs...). Swapping them changes the result."""
+    x, g = sample((3, 4), seed=1), sample((3, 4), seed=2)
+    s = A.softmax(x)
+    jacobians = np.einsum("ni,ij->nij", s, np.eye(4)) - np.einsum("ni,nj->nij", s, s)
+    np.testing.assert_allclose(A.softmax_backward(g, x), np.einsum("ni,nij->nj", g, jacobians), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(A.log_softmax_backward(g, x), g - s * g.sum(axis=1, keepdims=True), rtol=1e-12, atol=1e-14)
+    assert not np.allclose(A.softmax_backward(x, g), A.softmax_backward(g, x))
 
 
 def test_grads_at_zero_follow_torch_conventions():
@@ -70,7 +80,7 @@ def test_float32_keeps_dtype_and_int_becomes_float64():
         assert f(x32, **kwargs).dtype == np.float32, name
         assert f_grad(x32, **kwargs).dtype == np.float32, name
     assert A.softmax(x32).dtype == np.float32
-    assert A.log_softmax_grad(x32, x32).dtype == np.float32
+    assert A.log_softmax_backward(x32, x32).dtype == np.float32
     assert A.relu([-2, 3]).dtype == np.float64
     assert_close("relu of ints", A.relu([-2, 3]), np.array([0.0, 3.0]), rtol=0, atol=0)
 
@@ -98,6 +108,28 @@ def test_matches_keras_ops_float32(name):
     x = sample().astype(np.float32)
     theirs = getattr(keras.ops, keras_name)(torch.from_numpy(x), **kwargs)  # a torch tensor on this backend
     assert_close(name, ours(x), theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_keras_leaky_relu_defaults_differ_between_ops_and_layer():
+    """The chapter states these defaults: keras.ops.leaky_relu 0.2, keras.layers.LeakyReLU 0.3, torch 0.01."""
+    import keras
+    x = sample().astype(np.float32)
+    assert_close("keras.ops default", A.leaky_relu(x, 0.2), keras.ops.leaky_relu(torch.from_numpy(x)), rtol=1e-6, atol=1e-7)
+    assert_close("keras.layers default", A.leaky_relu(x, 0.3), keras.layers.LeakyReLU()(torch.from_numpy(x)),
+                 rtol=1e-6, atol=1e-7)
+    assert_close("torch default", A.leaky_relu(x), F.leaky_relu(torch.from_numpy(x)), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_derivative_has_a_zero_and_is_negative_below_it(approximate):
+    from scipy.optimize import brentq
+    root = brentq(lambda v: float(A.gelu_grad(v, approximate)), -2.0, 0.0, xtol=1e-14)
+    assert root == pytest.approx(-0.7518, abs=1e-3)
+    t = torch.tensor([root, root - 0.5, root + 0.5], dtype=torch.float64, requires_grad=True)
+    F.gelu(t, approximate=approximate).sum().backward()
+    assert abs(t.grad[0].item()) < 1e-12                     # torch's derivative vanishes there too
+    assert t.grad[1].item() < 0 < t.grad[2].item()          # negative below, positive above
+    assert A.gelu(root, approximate) == pytest.approx(-0.1700, abs=1e-3)  # GELU's minimum
 
 
 # --- properties ---------------------------------------------------------------------
@@ -155,8 +187,8 @@ def test_stable_for_inputs_up_to_1e3(f, kwargs):
 def test_stable_vjps_and_extreme_values():
     x = np.array([[-1e3, 0.0, 1e3], [1e3, 1e3, -1e3]])
     with np.errstate(over="raise", divide="raise", invalid="raise"):
-        assert np.all(np.isfinite(A.softmax_grad(x, np.ones_like(x))))
-        assert np.all(np.isfinite(A.log_softmax_grad(x, np.ones_like(x))))
+        assert np.all(np.isfinite(A.softmax_backward(np.ones_like(x), x)))
+        assert np.all(np.isfinite(A.log_softmax_backward(np.ones_like(x), x)))
         np.testing.assert_allclose(A.log_softmax(x), [[-2000.0, -1000.0, 0.0], [-np.log(2), -np.log(2), -2000 - np.log(2)]])
     np.testing.assert_array_equal(A.sigmoid([-1e3, 1e3]), [0.0, 1.0])
     np.testing.assert_array_equal(A.elu([-1e3, 1e3]), [-1.0, 1e3])
@@ -169,22 +201,22 @@ PUBLIC = [getattr(A, name) for name in A.__all__]
 
 @pytest.mark.parametrize("f", PUBLIC, ids=lambda f: f.__name__)
 def test_every_function_rejects_non_numeric_x(f):
-    args = (["a", "b"], np.ones(2)) if f in (A.softmax_grad, A.log_softmax_grad) else (["a", "b"],)
+    args = (np.ones(2), ["a", "b"]) if f in (A.softmax_backward, A.log_softmax_backward) else (["a", "b"],)
     with pytest.raises(TypeError, match=r"`x` must be a real-valued array.*Received: x with dtype <U1"):
         f(*args)
 
 
 @pytest.mark.parametrize("f", [A.leaky_relu, A.leaky_relu_grad])
 def test_leaky_relu_rejects_bad_slope(f):
-    with pytest.raises(ValueError, match=r"Received: negative_slope='0.1'"):
+    with pytest.raises(TypeError, match=r"`negative_slope` must be a finite real number. Received: negative_slope='0.1'"):
         f(np.ones(2), negative_slope="0.1")
-    with pytest.raises(ValueError, match=r"Received: negative_slope=nan"):
+    with pytest.raises(TypeError, match=r"Received: negative_slope=nan"):
         f(np.ones(2), negative_slope=float("nan"))
 
 
 @pytest.mark.parametrize("f", [A.elu, A.elu_grad])
 def test_elu_rejects_bad_alpha(f):
-    with pytest.raises(ValueError, match=r"Received: alpha=None"):
+    with pytest.raises(TypeError, match=r"`alpha` must be a finite real number. Received: alpha=None"):
         f(np.ones(2), alpha=None)
 
 
@@ -204,11 +236,11 @@ def test_softmax_family_rejects_bad_axis_and_scalars(f):
         f(np.float64(1.0))
 
 
-@pytest.mark.parametrize("f", [A.softmax_grad, A.log_softmax_grad])
+@pytest.mark.parametrize("f", [A.softmax_backward, A.log_softmax_backward])
 def test_vjps_reject_bad_upstream_and_axis(f):
-    with pytest.raises(ValueError, match=r"Received: upstream.shape=\(3, 2\)"):
-        f(np.ones((2, 3)), np.ones((3, 2)))
+    with pytest.raises(ValueError, match=r"`upstream` must have the shape of `x` \(2, 3\). Received: upstream.shape=\(3, 2\)"):
+        f(np.ones((3, 2)), np.ones((2, 3)))
     with pytest.raises(TypeError, match=r"Received: upstream with dtype object"):
-        f(np.ones(2), np.array([None, None]))
+        f(np.array([None, None]), np.ones(2))
     with pytest.raises(ValueError, match=r"Received: axis=-3"):
         f(np.ones((2, 3)), np.ones((2, 3)), axis=-3)

@@ -81,8 +81,16 @@ def test_bad_arguments(inputs):
         gradcheck.numerical_grad(np.sum, W.astype(np.float32))
     with pytest.raises(TypeError, match="`x` must be a NumPy array. Received: x of type list"):
         gradcheck.numerical_grad(np.sum, [1.0, 2.0])
-    with pytest.raises(ValueError, match="eps=0"):
+    with pytest.raises(ValueError, match=r"`eps` must be in \(0.0, 1.0\). Received: eps=0"):
         gradcheck.numerical_grad(np.sum, W, eps=0)
+    with pytest.raises(ValueError, match=r"Received: eps=1.5"):
+        gradcheck.gradcheck(f, inputs, g, eps=1.5)
+    with pytest.raises(TypeError, match=r"Received: eps=True"):
+        gradcheck.numerical_grad(np.sum, W, eps=True)
+    with pytest.raises(ValueError, match=r"Received: rtol=-1e-05"):
+        gradcheck.gradcheck(f, inputs, g, rtol=-1e-5)
+    with pytest.raises(TypeError, match=r"Received: atol='0'"):
+        gradcheck.gradcheck(f, inputs, g, atol="0")
     with pytest.raises(ValueError, match=r"of shape \(3, 2\)"):
         gradcheck.numerical_grad(lambda a: a, W)
     with pytest.raises(ValueError, match="2 inputs, 1 analytic_grads"):

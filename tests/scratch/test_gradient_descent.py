@@ -11,7 +11,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dlnotes.scratch import gradient_descent as gd
+from dlnotes.scratch import gradient_descent as gd, losses
 from tests.helpers import assert_close
 
 
@@ -55,6 +55,13 @@ def test_rosenbrock_gradient_matches_torch(x, y, a, b):
 def test_rosenbrock_minimum():
     assert gd.rosenbrock([1.0, 1.0]) == 0.0
     np.testing.assert_array_equal(gd.rosenbrock_grad([2.0, 4.0], a=2.0), [0.0, 0.0])
+
+
+def test_mse_is_the_loss_of_the_predictions(regression):
+    X, y = regression
+    w = np.array([0.1, 0.2, -0.3, 0.4])
+    assert gd.mse(w, X, y) == losses.mse(X @ w, y)
+    np.testing.assert_array_equal(gd.mse_grad(w, X, y), X.T @ losses.mse_grad(X @ w, y))
 
 
 def test_mse_and_gradient_match_torch(regression):
@@ -153,8 +160,12 @@ def test_bad_inputs_rejected(regression):
     grad = lambda th: th  # noqa: E731
     with pytest.raises(ValueError, match=r"`lr` must be a positive number. Received: lr=-0.1"):
         gd.gradient_descent(grad, [0.0], lr=-0.1, steps=3)
-    with pytest.raises(ValueError, match=r"Received: steps=-1"):
+    with pytest.raises(ValueError, match=r"`steps` must be a non-negative integer. Received: steps=-1"):
         gd.gradient_descent(grad, [0.0], lr=0.1, steps=-1)
+    with pytest.raises(ValueError, match=r"Received: steps=True"):
+        gd.gradient_descent(grad, [0.0], lr=0.1, steps=True)
+    with pytest.raises(TypeError, match=r"`theta0` must be a real-valued array"):
+        gd.gradient_descent(grad, ["a"], lr=0.1, steps=1)
     with pytest.raises(TypeError, match=r"Received: grad_fn of type str"):
         gd.gradient_descent("grad", [0.0], lr=0.1, steps=1)
     with pytest.raises(ValueError, match=r"`theta0` must be a vector 1-D. Received: theta0 with shape \(2, 2\)"):
@@ -169,12 +180,14 @@ def test_bad_inputs_rejected(regression):
         gd.rosenbrock(np.zeros(3))
     with pytest.raises(ValueError, match=r"`theta` must be a vector of length 2"):
         gd.rosenbrock_grad([1.0])
-    with pytest.raises(ValueError, match=r"`X` must be 2-D .* Received: X.shape=\(50,\)"):
+    with pytest.raises(ValueError, match=r"`X` must be 2-D\. Received: X.shape=\(50,\)"):
         gd.mse(np.zeros(4), y, y)
     with pytest.raises(ValueError, match=r"`y` must be a vector of length 50. Received: y with shape \(49,\)"):
         gd.mse_grad(np.zeros(4), X, y[:-1])
     with pytest.raises(ValueError, match=r"`w` must be a vector of length 4"):
         gd.mse(np.zeros(3), X, y)
+    with pytest.raises(TypeError, match=r"`X` must be a real-valued array .* Received: X with dtype <U1"):
+        gd.mse_grad(np.zeros(1), np.array([["a"]]), y[:1])
     with pytest.raises(ValueError, match=r"Received: method='qr'"):
         gd.linear_regression_closed_form(X, y, method="qr")
     with pytest.raises(ValueError, match=r"at most the number of examples 50. Received: batch_size=51"):

@@ -240,9 +240,12 @@ def test_pairwise_losses_reject_shape_mismatch_and_non_numeric_input(f):
 
 
 @pytest.mark.parametrize("f", [L.huber, L.huber_grad])
-def test_huber_rejects_non_positive_delta(f):
-    for bad in (0.0, -1.0, "1"):
-        with pytest.raises(ValueError, match=rf"Received: delta={bad!r}"):
+def test_huber_rejects_non_positive_or_non_finite_delta(f):
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match=rf"`delta` must be in \(0.0, inf\). Received: delta={bad!r}"):
+            f(np.zeros(2), np.ones(2), delta=bad)
+    for bad in ("1", float("inf"), float("nan"), True):
+        with pytest.raises(TypeError, match=rf"`delta` must be a finite real number. Received: delta={bad!r}"):
             f(np.zeros(2), np.ones(2), delta=bad)
 
 

@@ -260,7 +260,7 @@ def test_float32_parameters_stay_float32():
 
 @pytest.mark.parametrize("cls", [optim.SGD, optim.Adagrad, optim.RMSprop, optim.Adam, optim.AdamW])
 def test_negative_lr_rejected(cls):
-    with pytest.raises(ValueError, match=r"`lr` must be >= 0.0. Received: lr=-0.1"):
+    with pytest.raises(ValueError, match=r"`lr` must be in \[0.0, inf\). Received: lr=-0.1"):
         cls([np.zeros(2)], lr=-0.1)
 
 

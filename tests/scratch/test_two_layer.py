@@ -103,3 +103,15 @@ def test_loss_and_backward_reject_bad_targets(problem):
         two_layer.mse_loss(Y_hat, Y[:15])
     with pytest.raises(ValueError, match=r"Y.shape=\(16, 3\)"):
         two_layer.backward(params, cache, Y_hat, np.ones((16, 3)))
+
+
+def test_loss_and_output_gradient_are_the_losses_module(problem):
+    """One MSE in the package: two_layer reuses dlnotes.scratch.losses for L and dL/dY_hat."""
+    from dlnotes.scratch import losses
+    params, X, Y = problem
+    Y_hat, cache = two_layer.forward(params, X)
+    assert two_layer.mse_loss(Y_hat, Y) == float(losses.mse(Y_hat, Y))
+    grads = two_layer.backward(params, cache, Y_hat, Y)
+    assert_close("db2", grads["b2"], losses.mse_grad(Y_hat, Y).sum(axis=0), rtol=1e-14, atol=0)
+    with pytest.raises(TypeError, match="`Y_hat` must be a NumPy array. Received: Y_hat of type list"):
+        two_layer.mse_loss(Y_hat.tolist(), Y)
