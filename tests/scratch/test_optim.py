@@ -265,7 +265,7 @@ def test_negative_lr_rejected(cls):
 
 
 @pytest.mark.parametrize("cls, kwargs, error, match", [
-    (optim.SGD, dict(lr="fast"), TypeError, r"`lr` must be a real number. Received: lr='fast'"),
+    (optim.SGD, dict(lr="fast"), TypeError, r"`lr` must be a finite real number. Received: lr='fast'"),
     (optim.SGD, dict(lr=0.1, momentum=-0.5), ValueError, r"Received: momentum=-0.5"),
     (optim.SGD, dict(lr=0.1, weight_decay=-1), ValueError, r"Received: weight_decay=-1"),
     (optim.SGD, dict(lr=0.1, nesterov=True), ValueError, r"nesterov=True.*momentum=0.0"),
