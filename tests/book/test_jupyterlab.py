@@ -110,6 +110,8 @@ def jupyterlab(tmp_path):
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.news_url=",
     ]
+    if os.geteuid() == 0:  # CI runs as root, where Jupyter refuses to start without this
+        cmd.append("--allow-root")
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, cwd=work, start_new_session=True)
