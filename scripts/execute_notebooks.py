@@ -4,8 +4,9 @@ Each notebook runs in its own worker process with a fresh kernel, started in the
 notebook's folder, exactly as nbval runs it. For each chapter the script measures the
 wall-clock seconds (kernel start included), the CPU seconds and peak resident memory of
 the kernel and of the processes it started, and how busy the rest of the machine was
-meanwhile; after the last cell it asks the same kernel for the thread count torch uses
-and the installed versions of Python, NumPy, torch, Keras, TensorFlow and JAX. It prints
+meanwhile; after the last cell it asks the same kernel for the installed versions of
+Python, NumPy, torch, Keras, TensorFlow and JAX and for the thread count torch then uses
+(next to the count a fresh interpreter starts with, the same for every chapter). It prints
 a table and flags chapters over budget (60 s each on 2 CPU cores unless ``BUDGETS_S``
 says otherwise; 15 minutes in all).
 
@@ -68,10 +69,10 @@ def _dlnotes_probe(common_path):
     found["versions"] = common.versions()
     try:
         import torch
-        found["threads"], found["threads_from"] = torch.get_num_threads(), "torch.get_num_threads()"
+        found["threads"], found["threads_from"] = torch.get_num_threads(), "`torch.get_num_threads()` after the last cell"
         found["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except ImportError:
-        found["threads"], found["threads_from"], found["gpu"] = os.cpu_count(), "os.cpu_count()", None
+        found["threads"], found["threads_from"], found["gpu"] = os.cpu_count(), "`os.cpu_count()`", None
     return json.dumps(found)
 '''
 
@@ -117,7 +118,7 @@ def execute_one(path: Path, save: bool, timeout: int) -> dict:
         other = max(used, 0.0) / seconds
     return {"seconds": seconds, "cpu_seconds": found["cpu_seconds"], "peak_rss_mib": found["peak_rss_mib"],
             "started": started, "load_at_start": load_at_start, "other_load": other, "saved": save,
-            "environment": environment(found)}
+            "threads_at_end": found["threads"], "environment": environment(found)}
 
 
 def environment(found: dict) -> dict:
@@ -126,6 +127,19 @@ def environment(found: dict) -> dict:
     return {"cpu": cpu_model(), "cpus": os.cpu_count(),
             "memory_gib": round(memory, 1) if memory else None, "gpu": found["gpu"],
             "threads": found["threads"], "threads_from": found["threads_from"], "versions": found["versions"]}
+
+
+def fresh_threads() -> tuple[int, str]:
+    """The thread count a chapter starts with: torch's default in a fresh interpreter like the kernel's.
+
+    The kernel's own count is read only after the last cell, when a chapter may have changed
+    it (``torch.set_num_threads(1)`` before a benchmark); the table shows that count per row.
+    """
+    proc = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                          capture_output=True, text=True)
+    if proc.returncode == 0:
+        return int(proc.stdout.strip()), "`torch.get_num_threads()` in a fresh interpreter, as each kernel starts"
+    return os.cpu_count() or 1, "`os.cpu_count()`"
 
 
 def run_worker(path: Path, save: bool, timeout: int) -> dict:
@@ -161,7 +175,7 @@ def describe(env: dict) -> str:
     gpu = f"GPU: {env['gpu']}" if env.get("gpu") else "no GPU"
     libraries = ", ".join(f"{name} {version}" for name, version in env["versions"].items())
     return (f"CPU: {env['cpu']}, {env['cpus']} logical CPU(s){memory}, {gpu}; {env['threads']} thread(s) "
-            f"(`{env['threads_from']}` in the kernel); {libraries}.")
+            f"({env['threads_from']}); {libraries}.")
 
 
 def table(rows: dict[str, dict], order: list[str], report: str, links: bool = False) -> str:
@@ -182,13 +196,16 @@ def table(rows: dict[str, dict], order: list[str], report: str, links: bool = Fa
         "",
     ]
     if several:
-        lines += [f"**Environment {i}.** {describe(env)}" for i, env in enumerate(environments, 1)]
+        for i, env in enumerate(environments, 1):
+            lines += [f"**Environment {i}.** {describe(env)}", ""]
+        lines.pop()
     elif environments:
         lines.append(f"**Environment.** {describe(environments[0])}")
     lines += ["", f"**Load at the start of the latest run.** {report}", "",
               "| chapter | wall s | kernel CPU s | peak memory (MiB) | budget (s) | within budget "
-              "| measured (UTC) | stored outputs executed (UTC) | other processes (cores busy) |" + (" environment |" if several else ""),
-              "|---|---:|---:|---:|---:|---|---|---|---:|" + ("---:|" if several else "")]
+              "| torch threads at the end | measured (UTC) | stored outputs executed (UTC) | other processes (cores busy) |"
+              + (" environment |" if several else ""),
+              "|---|---:|---:|---:|---:|---|---:|---|---|---:|" + ("---:|" if several else "")]
     total, missing, busy = 0.0, 0, 0
     for name in order:
         label = "{doc}`/" + name.removesuffix(".ipynb") + "`" if links else name
@@ -197,10 +214,10 @@ def table(rows: dict[str, dict], order: list[str], report: str, links: bool = Fa
         r = rows.get(name)
         if r is None:
             missing += 1
-            cells = ["not measured", "", "", f"{budget:.0f}", "", "", stored, ""]
+            cells = ["not measured", "", "", f"{budget:.0f}", "", "", "", stored, ""]
         elif "error" in r:
             missing += 1
-            cells = ["failed", "", "", f"{budget:.0f}", f"no: {r['error'][:120]}", short_date(r["started"]), stored, ""]
+            cells = ["failed", "", "", f"{budget:.0f}", f"no: {r['error'][:120]}", "", short_date(r["started"]), stored, ""]
         else:
             total += r["seconds"]
             other = r.get("other_load")
@@ -209,7 +226,8 @@ def table(rows: dict[str, dict], order: list[str], report: str, links: bool = Fa
             other_text = "" if other is None else f"{other:.2f}" + (" **busy**" if flag else "")
             memory = "" if r["peak_rss_mib"] is None else f"{r['peak_rss_mib']:.0f}"
             cells = [f"{r['seconds']:.1f}", f"{r['cpu_seconds']:.1f}", memory, f"{budget:.0f}",
-                     "yes" if r["seconds"] <= budget else "**no**", short_date(r["started"]), stored, other_text]
+                     "yes" if r["seconds"] <= budget else "**no**", str(r.get("threads_at_end", "")),
+                     short_date(r["started"]), stored, other_text]
         if several:
             env = r.get("environment") if r else None
             cells.append(str(environments.index(env) + 1) if env in environments else "")
@@ -217,9 +235,10 @@ def table(rows: dict[str, dict], order: list[str], report: str, links: bool = Fa
     within = "yes" if total <= TOTAL_BUDGET_S else "**no**"
     if missing:
         within = f"incomplete: {missing} chapter(s) not measured"
-    lines.append(f"| **total** | **{total:.1f}** | | | {TOTAL_BUDGET_S:.0f} | {within} | | | |" + (" |" if several else ""))
+    lines.append(f"| **total** | **{total:.1f}** | | | {TOTAL_BUDGET_S:.0f} | {within} | | | | |" + (" |" if several else ""))
     lines += ["", "Wall seconds include starting the kernel. Kernel CPU seconds and peak memory count the "
-              "kernel and the processes it started. *Other processes* is the average number of cores the "
+              "kernel and the processes it started. *Torch threads at the end* is `torch.get_num_threads()` in the kernel "
+              "after the last cell (a chapter may lower it, say for a benchmark). *Other processes* is the average number of cores the "
               "rest of the machine kept busy while the chapter ran, from `/proc/stat`"]
     lines[-1] += (f"; {busy} row(s) marked **busy** ran while other work used more than a quarter of the "
                   "cores, so their times are not reliable." if busy else ".")
@@ -242,10 +261,13 @@ def main(argv=None) -> int:
 
     paths = [p.resolve() for p in args.notebooks] if args.notebooks else toc_notebooks()
     report = load_report()
+    threads, threads_from = fresh_threads()
     rows = {}
     for path in paths:
         name = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
         result = run_worker(path, args.save, args.timeout)
+        if "environment" in result:
+            result["environment"].update(threads=threads, threads_from=threads_from)
         rows[name] = result
         status = result.get("error") or (
             f"{result['seconds']:.1f} s wall, {result['cpu_seconds']:.1f} s CPU, {result['peak_rss_mib']:.0f} MiB")

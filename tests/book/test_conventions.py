@@ -25,7 +25,7 @@ DOC_ROLE = re.compile(r"\{doc\}`(?:[^`<]*<)?([^`>]+)>?`")
 # (hyperparameter defaults the code sets, famous constants). Keep this list short.
 ALLOWED_NUMBERS = {"0.5", "0.9", "0.99", "0.999", "0.1", "0.01", "0.001", "0.2", "0.3", "1.0", "0.0"}
 VERSION = re.compile(r"\b(?:Python|TensorFlow|PyTorch|torch|Keras|JAX|NumPy|Torch7?|CUDA|Lua|version|v|release)\s+\d+(?:\.\d+)+\b")
-MEASURED = re.compile(r"(?<![\w.\\])\d+\.\d+(?![\w.])|(?<![\w.])\d+(?:\.\d+)?\s?%")
+MEASURED = re.compile(r"(?<![\w.\\])\d+\.\d+(?!\w|\.\d)|(?<![\w.])\d+(?:\.\d+)?\s?%")
 
 
 def markdown_cells(path: Path) -> list[str]:
@@ -129,10 +129,10 @@ def test_measured_numbers_in_prose_are_glued(path):
 
 def test_the_number_check_catches_a_typed_number(tmp_path):
     nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": [
-        "Accuracy reached 0.941 ($\\alpha = 0.01$, `lr=0.37`, {glue:text}`acc:.3f`, TensorFlow 2.16), 93% of it."]}]}
+        "Accuracy reached 0.941 ($\\alpha = 0.01$, `lr=0.37`, {glue:text}`acc:.3f`, TensorFlow 2.16), 93% of it. The gap was 0.004."]}]}
     path = tmp_path / "x.ipynb"
     path.write_text(json.dumps(nb), encoding="utf-8")
-    assert unglued_numbers(path) == ["0.941", "93%"]
+    assert unglued_numbers(path) == ["0.941", "93%", "0.004"]
 
 
 # --- exercises and citations ------------------------------------------------------------------

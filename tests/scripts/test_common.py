@@ -84,14 +84,14 @@ def test_cpu_model_and_busy_seconds():
 # --- the status table -------------------------------------------------------------------------
 
 ENV = {"cpu": "Example CPU (x86_64)", "cpus": 2, "memory_gib": 8.0, "gpu": None, "threads": 2,
-       "threads_from": "torch.get_num_threads()",
+       "threads_from": "`torch.get_num_threads()` in a fresh interpreter",
        "versions": {"Python": "3.11.7", "NumPy": "2.4.6", "torch": "2.13.0", "Keras": "3.15.1",
                     "TensorFlow": "2.21.0", "JAX": "0.10.2"}}
 
 
 def record(seconds, other=0.05, env=ENV):
     return {"seconds": seconds, "cpu_seconds": seconds * 1.2, "peak_rss_mib": 512.0, "started": "2026-11-26T15:00:00+00:00",
-            "load_at_start": 0.1, "other_load": other, "saved": True, "environment": env}
+            "load_at_start": 0.1, "other_load": other, "saved": True, "threads_at_end": 1, "environment": env}
 
 
 def test_status_table_rows_budgets_and_environment():
@@ -99,14 +99,15 @@ def test_status_table_rows_budgets_and_environment():
     rows = {"book/a.ipynb": record(61.0), "book/projects/text_generation.ipynb": record(120.0, other=0.9)}
     text = execute_notebooks.table(rows, order, "Machine: load 0.10.", links=True)
     lines = text.splitlines()
-    assert "**Environment.** CPU: Example CPU (x86_64), 2 logical CPU(s), 8.0 GiB memory, no GPU; 2 thread(s)" in text
+    assert ("**Environment.** CPU: Example CPU (x86_64), 2 logical CPU(s), 8.0 GiB memory, no GPU; 2 thread(s) "
+            "(`torch.get_num_threads()` in a fresh interpreter)") in text
     assert "Python 3.11.7, NumPy 2.4.6, torch 2.13.0, Keras 3.15.1, TensorFlow 2.21.0, JAX 0.10.2." in text
     row_a = next(line for line in lines if line.startswith("| {doc}`/book/a`"))
-    assert "| 61.0 | 73.2 | 512 | 60 | **no** | 2026-11-26 15:00 |" in row_a
+    assert "| 61.0 | 73.2 | 512 | 60 | **no** | 1 | 2026-11-26 15:00 |" in row_a
     row_t = next(line for line in lines if "text_generation" in line)
     assert "| 150 | yes |" in row_t and "0.90 **busy**" in row_t
     assert "| {doc}`/book/c` | not measured |" in text
-    assert "| **total** | **181.0** | | | 900 | incomplete: 1 chapter(s) not measured |" in text
+    assert "| **total** | **181.0** | | | 900 | incomplete: 1 chapter(s) not measured | | | | |" in text
     assert "1 row(s) marked **busy**" in text
 
 
@@ -141,8 +142,11 @@ def test_worker_executes_saves_and_probes_the_kernel(tmp_path):
     result = execute_notebooks.run_worker(path, save=True, timeout=120)
     assert "error" not in result, result
     assert result["seconds"] > 0 and result["cpu_seconds"] > 0 and result["peak_rss_mib"] > 10
-    env = result["environment"]
-    assert env["threads_from"] == "torch.get_num_threads()" and env["threads"] == torch.get_num_threads()
+    env = result["environment"]  # from the kernel, after the last cell
+    assert "torch.get_num_threads()" in env["threads_from"] and env["threads"] == torch.get_num_threads()
+    assert result["threads_at_end"] == torch.get_num_threads()
+    assert execute_notebooks.fresh_threads() == (torch.get_num_threads(), "`torch.get_num_threads()` in a fresh "
+                                                 "interpreter, as each kernel starts")
     assert env["versions"] == common.versions()
     saved = nbformat.read(path, as_version=4)
     outputs = [c.outputs for c in saved.cells if c.cell_type == "code"]
