@@ -4,7 +4,10 @@ The README's setup command installs JupyterLab. This test starts it headless on 
 loopback port (a random token, no browser of its own, isolated config/runtime/settings
 folders), opens a copy of a cheap chapter in Chromium, runs its first cell with
 Shift+Enter and waits for ``dlnotes.env_report()`` to print, which proves the notebook's
-kernel is the environment that has ``dlnotes``. The server and its kernel are always
+kernel is the environment that has ``dlnotes``. The ``python3`` kernel the chapter names is
+pinned to this interpreter (a kernel spec in a temporary ``JUPYTER_PATH``, and a temporary
+user data folder), so a ``python3`` kernel spec installed elsewhere on the machine, for
+another Python, cannot be picked instead. The server and its kernel are always
 stopped at the end, whatever happened. The chapter is copied to a temporary folder, so
 JupyterLab's autosave never touches the repository.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -31,8 +35,8 @@ from tests.notebooks import ROOT
 
 CHAPTER = "book/foundations/why_frameworks.ipynb"
 START_TIMEOUT_S = 120
-KERNEL_TIMEOUT_MS = 120_000
-CELL_TIMEOUT_MS = 240_000  # importing torch and Keras on a busy 2-core machine
+KERNEL_TIMEOUT_MS = int(os.environ.get("DLNOTES_KERNEL_TIMEOUT_MS", 120_000))
+CELL_TIMEOUT_MS = int(os.environ.get("DLNOTES_CELL_TIMEOUT_MS", 240_000))  # importing torch and Keras on a busy 2-core machine
 
 
 def _free_port() -> int:
@@ -100,8 +104,18 @@ def jupyterlab(tmp_path):
     shutil.copy(ROOT / CHAPTER, work / CHAPTER)
     env = dict(os.environ)
     for var, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_RUNTIME_DIR", "runtime"),
-                     ("JUPYTERLAB_SETTINGS_DIR", "settings"), ("JUPYTERLAB_WORKSPACES_DIR", "workspaces")):
+                     ("JUPYTER_DATA_DIR", "data"), ("JUPYTERLAB_SETTINGS_DIR", "settings"),
+                     ("JUPYTERLAB_WORKSPACES_DIR", "workspaces")):
         env[var] = str(tmp_path / sub)
+    # JUPYTER_PATH is searched first: its python3 kernel runs this interpreter, whatever
+    # other python3 kernel specs the machine has (~/.local/share/jupyter, /usr/local/share/jupyter).
+    spec_dir = tmp_path / "kernels-path" / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ipykernel)", "language": "python",
+    }))
+    env["JUPYTER_PATH"] = str(tmp_path / "kernels-path")
     port, token = _free_port(), secrets.token_hex(16)
     base = f"http://127.0.0.1:{port}/"
     log_path = tmp_path / "jupyterlab.log"
@@ -132,6 +146,32 @@ def jupyterlab(tmp_path):
         _stop(proc, base, token)
 
 
+def _wait_for_kernel_connection(page, base: str, token: str, timeout_s: float) -> None:
+    """Poll the server until the page's kernel is idle with an open connection.
+
+    It waits with ``page.wait_for_timeout``, never ``time.sleep``: the context's request
+    route is answered by this thread, so a sleeping thread would hold every request of the
+    page, the one that starts the kernel among them.
+    """
+    deadline = time.monotonic() + timeout_s
+    kernels = []
+    while time.monotonic() < deadline:
+        kernels = _api(base, token, "api/kernels") or []
+        if any(k.get("connections", 0) >= 1 and k.get("execution_state") == "idle" for k in kernels):
+            return
+        page.wait_for_timeout(250)
+    sessions = _api(base, token, "api/sessions")
+    pytest.fail(f"no idle kernel with an open connection within {timeout_s:.0f} s: kernels {kernels}, sessions {sessions}", pytrace=False)
+
+
+def test_kernel_is_this_environment(jupyterlab):
+    base, token, _ = jupyterlab
+    specs = _api(base, token, "api/kernelspecs")
+    python3 = specs["kernelspecs"]["python3"]["spec"]
+    assert python3["argv"][0] == sys.executable, (
+        f"JupyterLab's python3 kernel runs {python3['argv'][0]!r}, not this environment's {sys.executable!r}")
+
+
 def test_first_cell_runs_in_jupyterlab(browser, jupyterlab):
     base, token, log_path = jupyterlab
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -148,11 +188,27 @@ def test_first_cell_runs_in_jupyterlab(browser, jupyterlab):
         # The kernel named in the notebook (python3) starts by itself: no "Select Kernel" dialog.
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=KERNEL_TIMEOUT_MS)
         assert page.locator(".jp-Dialog").count() == 0, page.locator(".jp-Dialog").inner_text()
+        # The indicator reads "idle" while the page still shows "No Kernel | Initializing"; a cell
+        # run then is lost. The server knows: wait until its kernel has a connection.
+        _wait_for_kernel_connection(page, base, token, timeout_s=KERNEL_TIMEOUT_MS / 1000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=KERNEL_TIMEOUT_MS)
         first = page.locator(".jp-Notebook .jp-CodeCell").first
         first.locator(".jp-InputArea-editor").click()
         page.keyboard.press("Shift+Enter")
+        # Wait for the report, or for a traceback, so that a failure shows what the cell printed.
         output = first.locator(".jp-OutputArea-output")
-        output.filter(has_text="KERAS_BACKEND=torch").first.wait_for(timeout=CELL_TIMEOUT_MS)
+        try:
+            output.filter(has_text=re.compile(r"KERAS_BACKEND=torch|Error|Traceback")).first.wait_for(timeout=CELL_TIMEOUT_MS)
+        except Exception as exc:  # noqa: BLE001 - re-raised with what the page and the server showed
+            shown = first.locator(".jp-OutputArea").inner_text() if first.locator(".jp-OutputArea").count() else ""
+            status = page.locator(".jp-Notebook-ExecutionIndicator").first.get_attribute("data-status")
+            status = f"{status}, prompt {first.locator('.jp-InputPrompt').inner_text()!r}"
+            if os.environ.get("DLNOTES_SCREENSHOTS"):
+                page.screenshot(path=str(Path(os.environ["DLNOTES_SCREENSHOTS"]) / "jupyterlab-failure.png"))
+            pytest.fail(f"the first cell printed no environment report within {CELL_TIMEOUT_MS / 1000:.0f} s "
+                        f"(kernel status {status!r}); its output area shows {shown!r}; "
+                        f"JupyterLab's log ends:\n{log_path.read_text()[-3000:]}\n({exc})", pytrace=False)
+        page.wait_for_timeout(500)  # the report's last lines arrive in the same stream message or right after
         text = first.locator(".jp-OutputArea").inner_text()
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=CELL_TIMEOUT_MS)
         prompt = first.locator(".jp-InputPrompt").inner_text()
