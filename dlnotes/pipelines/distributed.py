@@ -69,7 +69,7 @@ def make_blobs(n: int, *, n_features: int = 16, n_classes: int = 4, seed: int = 
 
 
 def build_torch_model(n_features: int = 16, n_classes: int = 4, *, hidden: int = 64, norm: str = "none",
-                dropout: float = 0.0, seed: int = 0):
+                      dropout: float = 0.0, seed: int = 0):
     """A two-layer perceptron in float64: Linear, [BatchNorm1d], ReLU, [Dropout], Linear.
 
     Args:
@@ -98,7 +98,7 @@ def build_torch_model(n_features: int = 16, n_classes: int = 4, *, hidden: int =
 
 
 def train_torch(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, learning_rate: float, seed: int,
-          rank: int = 0, world_size: int = 1) -> dict[str, list[float]]:
+                rank: int = 0, world_size: int = 1) -> dict[str, list[float]]:
     r"""Train with SGD on this rank's share of every global batch of ``world_size * batch_size``.
 
     ``DistributedSampler`` shuffles all :math:`n` indices with ``seed + epoch`` (the same
@@ -230,7 +230,7 @@ def run_here(**options) -> dict:
     """
     start = time.perf_counter()
     parser = _parser()
-    known = {action.dest for action in parser._actions} - {"help", "out"}
+    known = set(vars(parser.parse_args(["--out", "-"]))) - {"out"}  # the options, by their Python names
     for name in options:
         if name not in known:
             raise TypeError(f"run_here() got an unknown option `{name}`. Options: {sorted(known)}")
