@@ -8,9 +8,12 @@ The package has two layers, and the path of a module says which one it belongs t
     or Keras (float32) in ``tests/scratch/``. Nothing here imports torch or keras.
 ``dlnotes.pipelines``
     The chapter pipelines built on PyTorch and Keras (the image classifier, the text
-    generator, the framework comparisons, data-parallel training). Each offers the same shape of API:
+    generator, the framework comparisons, data-parallel training, exporting and quantising). Each offers the same shape of API:
     ``build_*`` returns a model, ``train_*`` fits it and returns a ``History``-like dict of
     per-epoch metrics, ``evaluate_*`` returns a dict of metrics. Tests in ``tests/pipelines/``.
+``dlnotes.serve``
+    A model service: ONNX models behind TensorFlow Serving's REST API (FastAPI, uvicorn,
+    ONNX Runtime), started with ``python -m dlnotes.serve``. Tests in ``tests/test_serve.py``.
 ``dlnotes.data``, ``dlnotes.runtime``
     The one dataset loader (SHA-256 checked, cached, mirror, canonical URL) and the
     device/seed/environment helpers every chapter uses.
