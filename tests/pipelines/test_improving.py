@@ -1,0 +1,161 @@
+"""dlnotes.pipelines.improving: the augmentation is the warp its formula says, recipes train reproducibly.
+
+The warp is checked against ``scipy.ndimage.affine_transform`` (bilinear, zero padding) on the
+same images, to 1e-5; a shift by whole pixels and a quarter turn against exact array operations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, strategies as st
+from scipy import ndimage
+
+from dlnotes.pipelines import improving
+
+
+def _images(n=3, size=12, seed=0):
+    return torch.rand(n, 1, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _scipy_warp(image: np.ndarray, angle: float, zoom: float, offset) -> np.ndarray:
+    """The same warp with scipy: input (row, col) = M (output - c) + c + (dy, dx), M = R / zoom in (row, col) order."""
+    size = image.shape[0]
+    centre = (size - 1) / 2
+    cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
+    matrix = np.array([[cos, sin], [-sin, cos]])          # (row, col) <- (row, col): y' = sin x + cos y, x' = cos x - sin y
+    shift = np.array([offset[1], offset[0]])               # (dy, dx)
+    translation = np.array([centre, centre]) - matrix @ np.array([centre, centre]) + shift
+    return ndimage.affine_transform(image, matrix, offset=translation, order=1, mode="grid-constant", cval=0.0)
+
+
+@given(angle=st.floats(-0.6, 0.6), zoom=st.floats(0.8, 1.2), dx=st.floats(-3, 3), dy=st.floats(-3, 3))
+def test_affine_matches_scipy(angle, zoom, dx, dy):
+    images = _images(1, size=12).double()
+    ours = improving.affine(images.float(), torch.tensor([angle]), torch.tensor([zoom]), torch.tensor([[dx, dy]]))
+    theirs = _scipy_warp(images[0, 0].numpy(), angle, zoom, (dx, dy))
+    np.testing.assert_allclose(ours[0, 0].numpy(), theirs, rtol=0, atol=1e-5)
+
+
+def test_whole_pixel_shift_moves_the_image():
+    images = _images()
+    moved = improving.affine(images, torch.zeros(3), torch.ones(3), torch.tensor([[2.0, 1.0]] * 3))
+    # Output pixel p reads input p + t: the content moves by -t, zeros come in from the far edge.
+    expected = torch.zeros_like(images)
+    expected[..., :-1, :-2] = images[..., 1:, 2:]
+    torch.testing.assert_close(moved, expected, rtol=0, atol=1e-6)
+
+
+def test_quarter_turn_is_rot90():
+    images = _images()
+    turned = improving.affine(images, torch.full((3,), math.pi / 2), torch.ones(3), torch.zeros(3, 2))
+    torch.testing.assert_close(turned, torch.rot90(images, k=1, dims=(2, 3)), rtol=0, atol=1e-6)
+
+
+def test_random_affine_is_identity_when_turned_off_and_reproducible():
+    images = _images()
+    same = improving.random_affine(images, torch.Generator().manual_seed(0), degrees=0, shift=0, scale=0)
+    torch.testing.assert_close(same, images, rtol=0, atol=1e-6)
+    a = improving.random_affine(images, torch.Generator().manual_seed(5))
+    b = improving.random_affine(images, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b) and not torch.allclose(a, images)
+
+
+def test_default_model_is_the_outline_cnn():
+    from dlnotes.pipelines import image_classifier
+
+    ours, outline = improving.build_model(), image_classifier.build_torch_model()
+    assert [tuple(p.shape) for p in ours.parameters()] == [tuple(p.shape) for p in outline.parameters()]
+    assert sum(p.numel() for p in ours.parameters()) == 693_962
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 3])
+def test_every_architecture_maps_digits_to_ten_logits(blocks):
+    model = improving.build_model(conv_blocks=blocks, width=8, dropout=0.2, batch_norm=True).eval()
+    assert model(torch.zeros(4, 1, 28, 28)).shape == (4, 10)
+
+
+def test_split_is_disjoint_fixed_and_complete():
+    x, y = _images(20, size=28), torch.arange(20)
+    (xf, yf), (xv, yv) = improving.split_validation(x, y, n_val=5, seed=3)
+    assert len(yv) == 5 and len(yf) == 15
+    assert sorted(torch.cat([yf, yv]).tolist()) == list(range(20))
+    (_, yf2), (_, yv2) = improving.split_validation(x, y, n_val=5, seed=3)
+    assert torch.equal(yv, yv2) and torch.equal(yf, yf2)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from dlnotes.pipelines import image_classifier
+
+    (x, y), _ = image_classifier.load_data()
+    x, y = image_classifier.torch_images(x[:600]), torch.from_numpy(y[:600])
+    return improving.split_validation(x, y, n_val=200)
+
+
+def test_training_is_reproducible_and_learns(digits):
+    (x, y), (xv, yv) = digits
+    recipe = improving.Recipe(epochs=3, augment=True, batch_norm=True, dropout=0.1, schedule="onecycle",
+                              learning_rate=3e-3, weight_decay=1e-3)
+    model_a, history_a = improving.train(recipe, x, y, xv, yv, seed=1)
+    model_b, history_b = improving.train(recipe, x, y, xv, yv, seed=1)
+    assert history_a["val_loss"] == history_b["val_loss"]
+    for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()):
+        assert torch.equal(a, b)
+    assert history_a["val_accuracy"][-1] > 0.5   # 400 images, 3 epochs: well above chance (0.1)
+
+
+def test_early_stopping_restores_the_best_epoch(digits):
+    (x, y), (xv, yv) = digits
+    recipe = improving.Recipe(epochs=8, learning_rate=0.05, patience=2)  # a learning rate high enough to get worse
+    model, history = improving.train(recipe, x, y, xv, yv, seed=0)
+    best = history["best_epoch"]
+    assert history["val_loss"][best - 1] == min(history["val_loss"])
+    assert len(history["val_loss"]) <= best + 2
+    loss, _ = improving._val_loss_and_accuracy(model, xv, yv)
+    assert loss == pytest.approx(history["val_loss"][best - 1], rel=1e-6)
+
+
+def test_tta_and_ensemble_average_probabilities(digits):
+    (x, y), (xv, yv) = digits
+    model, _ = improving.train(improving.Recipe(epochs=1), x, y, xv, yv, seed=0)
+    plain = improving.predict_proba(model, xv)
+    torch.testing.assert_close(improving.predict_proba(model, xv, tta=0), plain)
+    torch.testing.assert_close(plain.sum(1), torch.ones(len(xv)), rtol=0, atol=1e-5)
+    augmented = improving.random_affine(xv, torch.Generator().manual_seed(7))
+    expected = (plain + improving.predict_proba(model, augmented)) / 2
+    torch.testing.assert_close(improving.predict_proba(model, xv, tta=1, seed=7), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(improving.ensemble_proba([plain, expected]), (plain + expected) / 2)
+    assert improving.accuracy(torch.eye(3), torch.tensor([0, 1, 1])) == pytest.approx(2 / 3)
+
+
+def test_tuner_searches_only_the_space_and_returns_its_best(digits):
+    (x, y), (xv, yv) = digits
+    recipe, study = improving.tune(x, y, xv, yv, trials=2, epochs=1, subset=200, seed=0)
+    assert len(study.trials) == 2
+    assert recipe == dataclasses.replace(improving.STEPS["regularisation"], **study.best_params)
+    for trial in study.trials:
+        assert trial.params["conv_blocks"] in improving.SEARCH_SPACE["conv_blocks"]
+        low, high = improving.SEARCH_SPACE["learning_rate"]
+        assert low <= trial.params["learning_rate"] <= high
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: improving.Recipe(schedule="cosine"), ValueError, "`schedule` must be one of \\('constant', 'onecycle'\\). Received: schedule='cosine'"),
+    (lambda: improving.Recipe(epochs=0), ValueError, "`epochs` must be a positive integer. Received: epochs=0"),
+    (lambda: improving.build_model(conv_blocks=4), ValueError, "`conv_blocks` must be one of \\(1, 2, 3\\). Received: conv_blocks=4"),
+    (lambda: improving.build_model(dropout=1.0), ValueError, "`dropout` must be in \\[0.0, 1.0\\)"),
+    (lambda: improving.random_affine(torch.zeros(2, 28, 28), torch.Generator()), ValueError, "`images` must be a float32 tensor of shape \\(n, 1, H, W\\). Received: images with shape \\(2, 28, 28\\)"),
+    (lambda: improving.random_affine(_images(), 0), TypeError, "`generator` must be a torch.Generator. Received: generator=0"),
+    (lambda: improving.split_validation(_images(4), torch.arange(4), n_val=4), ValueError, "`n_val` must be smaller than the 4 images. Received: n_val=4"),
+    (lambda: improving.predict_proba(improving.build_model(), torch.zeros(1, 1, 28, 28), tta=-1), ValueError, "`tta` must be a non-negative integer. Received: tta=-1"),
+    (lambda: improving.ensemble_proba([]), ValueError, "`probabilities` must be a non-empty list"),
+    (lambda: improving.train("recipe", None, None, None, None), TypeError, "`recipe` must be a Recipe. Received: recipe of type str"),
+])
+def test_bad_arguments_are_named(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
