@@ -11,6 +11,7 @@ float64; the server computes in float32, so they agree to ``ATOL`` (softmax outp
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import re
 import signal
@@ -48,6 +49,12 @@ SLOW_STEPS = 48  # MatMuls of 1024 x 1024: about 0.6 s a prediction on one threa
 
 
 # --- models ---------------------------------------------------------------------------------------
+
+
+def _run(coroutine):
+    """``asyncio.run`` in a thread of its own: other tests (Playwright's sync API) may leave an event loop running here."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 def _model(nodes, inputs, outputs, initializers):
     graph = helper.make_graph(nodes, "test", inputs, outputs, [numpy_helper.from_array(a, n) for n, a in initializers])
@@ -583,7 +590,7 @@ def test_the_limiter_queues_up_to_max_queue_then_refuses():
             limiter.stop()
         return limiter, results
 
-    limiter, results = asyncio.run(scenario())
+    limiter, results = _run(scenario())
     refused = [r for r in results if isinstance(r, RequestError)]
     assert results.count(None) == 2 and len(refused) == 1, results
     assert refused[0].status == 503 and refused[0].headers == {"Retry-After": "3"}
@@ -795,7 +802,7 @@ def test_validation_and_unexpected_errors_are_json_too(tmp_path):
             return (await client.get("/probe", params={"n": "abc"}), await client.get("/boom"),
                     await client.post("/v1/models/linear:predict", json={"instances": [[1, 1, 1]]}))
 
-    invalid, bug, prediction = asyncio.run(requests_in_process())
+    invalid, bug, prediction = _run(requests_in_process())
     app.state.limiter.stop()
     assert_error(invalid, 400, "n", "'abc'", "`n` Input should be a valid integer")
     assert_error(bug, 500, None, message="Internal server error (RuntimeError)")
