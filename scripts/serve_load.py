@@ -36,8 +36,6 @@ import importlib.metadata
 import json
 import os
 import shlex
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,7 +47,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from common import ROOT, cpu_model, load_report  # noqa: E402
+from common import cpu_model, load_report  # noqa: E402
 
 CONCURRENCY, BATCHES = (1, 8, 32), (1, 32)
 WARMUP = 5
@@ -77,32 +75,6 @@ def export_mnist(base: Path) -> Path:
         raise SystemExit(f"the exported model differs from torch by {np.abs(got - want).max():.2e} > {EXPORT_ATOL}")
     write_model(base, "mnist", 1, path, input_shape=(None, 1, 28, 28), labels=[str(d) for d in range(10)])
     return base
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(base: Path, port: int, concurrency: int, queue: int, max_batch: int, log) -> subprocess.Popen:
-    import httpx
-
-    cmd = [sys.executable, "-m", "dlnotes.serve", "--model", str(base), "--port", str(port),
-           "--max-concurrency", str(concurrency), "--max-queue", str(queue), "--max-batch", str(max_batch),
-           "--intra-op-threads", "1", "--log-level", "warning", "--no-access-log"]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode} before answering /healthz")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the server did not answer /healthz within 60 s")
 
 
 async def load(url: str, body: bytes, batch: int, concurrency: int, requests: int, seconds: float) -> dict:
@@ -194,7 +166,7 @@ def main(argv=None) -> int:
         parser.error(f"`--requests` and `--seconds` must be positive. Received: {args.requests}, {args.seconds}")
     command = "python scripts/serve_load.py" + "".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:]))
     report = load_report()
-    from dlnotes.serve import load_models
+    from dlnotes.serve import Service, load_models
 
     with tempfile.TemporaryDirectory() as tmp:
         base = args.model or export_mnist(Path(tmp) / "models")
@@ -202,28 +174,29 @@ def main(argv=None) -> int:
         signature = versions_[max(versions_)].signature
         model = (f"`{name}` version {max(versions_)} (input {json.dumps(list(signature.shape))} {signature.dtype})"
                  + ("" if args.model else ", `build_torch_model()` exported with `torch.onnx.export(dynamo=True)`"))
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/v1/models/{name}:predict"
         rng = np.random.default_rng(0)
         rows = []
-        with open(Path(tmp) / "server.log", "wb") as log:
-            proc = start_server(base, port, args.server_concurrency, args.server_queue, max(BATCHES), log)
-            try:
-                for concurrency in CONCURRENCY:
-                    for batch in BATCHES:
-                        x = rng.random((batch, *signature.instance_shape)).astype(signature.dtype)
-                        body = json.dumps({"instances": x.tolist()}).encode()
-                        cpu = cpu_seconds(proc.pid)
-                        row = asyncio.run(load(url, body, batch, concurrency, args.requests, args.seconds))
-                        row["server_cpu"] = (cpu_seconds(proc.pid) - cpu) / row["wall"]  # includes the warm-up
-                        rows.append({"concurrency": concurrency, "batch": batch, **row})
-                        print(f"concurrency {concurrency:2d}, batch {batch:2d}: {row['rps']:7.1f} requests/s, "
-                              f"p50 {row['p50']:6.1f} ms, p99 {row['p99']:6.1f} ms", file=sys.stderr)
-            finally:
-                proc.terminate()
-                code = proc.wait(30)
+        service = Service(base, log=Path(tmp) / "server.log",
+                          args=["--max-concurrency", str(args.server_concurrency), "--max-queue", str(args.server_queue),
+                                "--max-batch", str(max(BATCHES)), "--intra-op-threads", "1", "--log-level", "warning",
+                                "--no-access-log"]).start()
+        url = f"{service.url}/v1/models/{name}:predict"
+        proc = service.process
+        try:
+            for concurrency in CONCURRENCY:
+                for batch in BATCHES:
+                    x = rng.random((batch, *signature.instance_shape)).astype(signature.dtype)
+                    body = json.dumps({"instances": x.tolist()}).encode()
+                    cpu = cpu_seconds(proc.pid)
+                    row = asyncio.run(load(url, body, batch, concurrency, args.requests, args.seconds))
+                    row["server_cpu"] = (cpu_seconds(proc.pid) - cpu) / row["wall"]  # includes the warm-up
+                    rows.append({"concurrency": concurrency, "batch": batch, **row})
+                    print(f"concurrency {concurrency:2d}, batch {batch:2d}: {row['rps']:7.1f} requests/s, "
+                          f"p50 {row['p50']:6.1f} ms, p99 {row['p99']:6.1f} ms", file=sys.stderr)
+        finally:
+            code = service.stop()
         if code != 0:
-            print((Path(tmp) / "server.log").read_text(errors="replace")[-2000:], file=sys.stderr)
+            print(service.output()[-2000:], file=sys.stderr)
     text = table(rows, args, report, model, command)
     print(text)
     if args.markdown:

@@ -11,7 +11,6 @@ float64; the server computes in float32, so they agree to ``ATOL`` (softmax outp
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import re
 import signal
@@ -36,7 +35,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 import dlnotes.serve
-from dlnotes.serve import RequestError, Signature, load_models, parse_predict_body, write_model
+from dlnotes.serve import RequestError, Service, Signature, load_models, parse_predict_body, write_model
 from dlnotes.serve.app import Limiter
 from dlnotes.serve.cli import main
 from tests.helpers import assert_close
@@ -53,7 +52,7 @@ SLOW_STEPS = 48  # MatMuls of 1024 x 1024: about 0.6 s a prediction on one threa
 
 def _run(coroutine):
     """``asyncio.run`` in a thread of its own: other tests (Playwright's sync API) may leave an event loop running here."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
 
 def _model(nodes, inputs, outputs, initializers):
@@ -122,41 +121,19 @@ def images(n: int, seed: int = 1) -> np.ndarray:
 
 # --- servers --------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """``python -m dlnotes.serve`` in a subprocess, its output in a file (a full pipe would block it)."""
+class Server(Service):
+    """A started :class:`dlnotes.serve.Service` with quiet logging and its output kept in ``log``."""
 
     def __init__(self, base: Path, *options: str, log: Path):
-        self.port, self.log = free_port(), log
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "dlnotes.serve", "--model", str(base), "--port", str(self.port),
-               "--log-level", "warning", *options]
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"the server exited with {self.proc.returncode} before answering /healthz:\n{self.output()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        self.stop()
-        pytest.fail(f"the server did not answer /healthz within {STARTUP_TIMEOUT_S} s:\n{self.output()}")
+        super().__init__(base, args=["--log-level", "warning", *options], timeout=STARTUP_TIMEOUT_S, log=log)
+        self.start()
 
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
+    @property
+    def proc(self):
+        return self.process
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+    def stop(self) -> None:  # a test's server must not linger: no graceful wait here
+        self.kill()
 
 
 @pytest.fixture(scope="module")
@@ -818,3 +795,15 @@ def test_the_console_script_is_declared():
     assert project["scripts"]["dlnotes-serve"] == "dlnotes.serve:main"
     assert dlnotes.serve.main is main
     assert "dlnotes.serve" in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+
+
+def test_service_helper_stops_gracefully_and_checks_its_arguments(base):
+    with Service(base, args=["--log-level", "warning"]) as service:
+        assert httpx.get(service.url + "/v1/models/mnist").status_code == 200
+        log = service.log
+    assert service.returncode == 0, service.output()
+    assert not log.exists(), "a temporary log is removed when the service stops"
+    with pytest.raises(ValueError, match="`model_dir` must name an existing directory. Received: model_dir='missing-dir'"):
+        Service("missing-dir")
+    with pytest.raises(TypeError, match="`args` must be a list of strings"):
+        Service(base, args="--port 1")

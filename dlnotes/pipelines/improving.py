@@ -1,7 +1,7 @@
 r"""Improving a model one measured step at a time: augmentation, regularisation, tuning, ensembling.
 
-Taught in: *How to improve a model* (``book/faq/improving.ipynb``); the five-seed table and the
-learning curve come from ``scripts/improving_ablation.py`` (``benchmarks/improving.md``).
+For the chapter *How to improve a model* (outline §9.2, issue 11), still in progress.
+Its five-seed table and learning curve will come from a script that calls these functions.
 
 Everything runs on the course's offline MNIST split: 4,000 training images, of which
 :func:`split_validation` keeps 500 aside for every decision (early stopping, the tuner), and

@@ -65,7 +65,7 @@ __all__ = [
     "LSTMStep", "export_torch_program", "load_torch_program", "export_torch_onnx",
     "OnnxModel", "LiteRTModel", "parity",
     "quantize_dynamic_int8", "quantize_static_int8", "convert_float16",
-    "latency", "throughput", "file_size", "free_port", "Service",
+    "latency", "throughput", "file_size",
 ]
 
 #: What :func:`export_keras_tensorflow` writes into its output directory.
@@ -585,84 +585,6 @@ def file_size(path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size
-
-
-# --- Serve -------------------------------------------------------------------------------------
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that nothing listens on now (the OS picks it)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-class Service:
-    """``python -m dlnotes.serve`` in a subprocess on ``127.0.0.1``, as a context manager.
-
-    ``with Service(model_dir) as service:`` starts the server on a free port, waits until
-    ``GET /healthz`` answers, and on exit sends SIGTERM (a graceful shutdown: in-flight
-    requests finish) and waits for the process to end.
-
-    Args:
-        model_dir: a model base directory as :func:`dlnotes.serve.write_model` lays it out.
-        args: further command-line options, e.g. ``["--max-concurrency", "2"]``.
-        timeout: seconds to wait for the server to start and to stop.
-
-    Attributes:
-        url: ``http://127.0.0.1:PORT`` while running.
-        returncode: the exit status once stopped (0 after a graceful shutdown).
-        log: what the server printed, once stopped.
-    """
-
-    def __init__(self, model_dir, *, args: Sequence[str] = (), timeout: float = 60):
-        self.model_dir = _check_existing("model_dir", model_dir)
-        if isinstance(args, str) or not all(isinstance(a, str) for a in args):
-            raise TypeError(f"`args` must be a list of strings. Received: args={args!r}")
-        self.args, self.timeout = list(args), float(timeout)
-        self.url, self.returncode, self.log, self.process = None, None, "", None
-
-    def __enter__(self) -> "Service":
-        import httpx
-
-        port = free_port()
-        command = [sys.executable, "-m", "dlnotes.serve", "--model", str(self.model_dir), "--port", str(port), *self.args]
-        self._log = open(Path(self.model_dir) / f".service-{port}.log", "w+")
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self._finish()
-                raise RuntimeError(f"The service exited with code {self.returncode} before answering:\n{self.log[-3000:]}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.process.kill()
-        self._finish()
-        raise RuntimeError(f"The service did not answer /healthz within {self.timeout} s:\n{self.log[-3000:]}")
-
-    def _finish(self) -> None:
-        self.returncode = self.process.wait(timeout=self.timeout)
-        self._log.seek(0)
-        self.log = self._log.read()
-        self._log.close()
-        os.unlink(self._log.name)
-
-    def __exit__(self, *exc_info) -> None:
-        import signal
-
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self._finish()
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self._finish()
 
 
 def _main(argv=None) -> None:

@@ -19,7 +19,9 @@ TF Serving client works unchanged::
 API
 ---
 :func:`write_model` (publish), :func:`load_models` (load and check a base directory),
-:func:`create_app` (the FastAPI application), :func:`main` (the command line). Options, with
+:func:`create_app` (the FastAPI application), :class:`Service` (the server in a subprocess on a
+free loopback port: the chapter, the tests and the load benchmark start it this way),
+:func:`main` (the command line). Options, with
 their defaults: ``--model PATH`` (required), ``--host 127.0.0.1``, ``--port 8501``,
 ``--max-concurrency 4``, ``--max-queue 8``, ``--max-batch 64``, ``--max-body-bytes 4194304``,
 ``--retry-after 1``, ``--intra-op-threads 1``, ``--graceful-timeout 30``, ``--log-level info``,
@@ -82,7 +84,8 @@ from __future__ import annotations
 from dlnotes.serve.app import Limiter, create_app
 from dlnotes.serve.cli import main
 from dlnotes.serve.payload import RequestError, parse_predict_body
+from dlnotes.serve.process import Service, free_port
 from dlnotes.serve.repository import DTYPES, ServedModel, Signature, load_models, make_session, write_model
 
 __all__ = ["write_model", "load_models", "make_session", "create_app", "main", "Signature", "ServedModel",
-           "RequestError", "parse_predict_body", "Limiter", "DTYPES"]
+           "RequestError", "parse_predict_body", "Limiter", "DTYPES", "Service", "free_port"]

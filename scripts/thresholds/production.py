@@ -11,10 +11,13 @@ the constants of the chapter's checked cells.
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from frameworks import run_cells  # noqa: E402  (the one helper that runs a chapter's cells by id)
 NOTEBOOK = HERE.parents[1] / "book" / "faq" / "production.ipynb"
 
 THRESHOLDS = {
@@ -30,15 +33,8 @@ THRESHOLDS = {
 CELLS = ("imports", "train", "onnx", "tf", "parity", "lstm-train", "lstm-export", "lstm-parity", "variants")
 
 
-def _run_cells():
-    spec = importlib.util.spec_from_file_location("thresholds_frameworks_helper", HERE / "frameworks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.run_cells
-
-
 def measure(seed: int) -> dict[str, float]:
-    ns = _run_cells()(NOTEBOOK, CELLS, seed, seed_arguments=2)
+    ns = run_cells(NOTEBOOK, CELLS, seed, seed_arguments=2)
     production, files = ns["production"], ns["onnx_files"]
     int8 = production.OnnxModel(files["ONNX int8 static"])(ns["x_test"])
     return {

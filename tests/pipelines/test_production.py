@@ -236,7 +236,6 @@ def test_file_size_of_a_directory_sums_its_files(tmp_path):
     (lambda: production.latency(print, None, warmup=-1), ValueError, "`warmup` must be a non-negative integer. Received: warmup=-1"),
     (lambda: production.file_size(3), TypeError, "`path` must be a path"),
     (lambda: production.LSTMStep(torch.nn.Linear(2, 2)), TypeError, "`model` must be a CharLSTM"),
-    (lambda: production.Service("missing-dir"), ValueError, "`model_dir` must name an existing file. Received: model_dir='missing-dir'"),
 ])
 def test_bad_arguments_are_named(call, error, match):
     with pytest.raises(error, match=match):
