@@ -1,7 +1,8 @@
 r"""Improving a model one measured step at a time: augmentation, regularisation, tuning, ensembling.
 
-For the chapter *How to improve a model* (outline §9.2, issue 11), still in progress.
-Its five-seed table and learning curve will come from a script that calls these functions.
+For the chapter *How to improve a model* (``book/faq/improving.ipynb``, outline §9.2). The chapter
+runs :func:`run_ablation` once (:data:`LIVE`); ``scripts/improving_ablation.py`` runs it over five
+seeds with a larger tuner budget, and :func:`learning_curve` over training-set sizes.
 
 Everything runs on the course's offline MNIST split: 4,000 training images, of which
 :func:`split_validation` keeps 500 aside for every decision (early stopping, the tuner), and
@@ -13,7 +14,7 @@ the 1,000 test images, touched only to report. The steps are cumulative recipes
     architecture), Adam, 5 epochs: the image-classifier chapter's recipe in PyTorch;
 ``augmentation``
     plus :func:`random_affine` on every training batch (a new small rotation, shift and zoom
-    of each image every epoch), and 15 epochs to use them;
+    of each image every epoch), and 12 epochs to use them;
 ``regularisation``
     plus batch normalisation, dropout, decoupled weight decay (AdamW), a one-cycle learning-rate
     schedule and early stopping on the validation loss;
@@ -33,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -43,8 +45,9 @@ from torch import nn
 from dlnotes._checks import check_choice, check_positive_int, check_real
 from dlnotes.runtime import seed_everything
 
-__all__ = ["Recipe", "STEPS", "split_validation", "random_affine", "build_model", "train", "predict_proba",
-           "ensemble_proba", "accuracy", "tune", "SEARCH_SPACE"]
+__all__ = ["Recipe", "STEPS", "LIVE", "SEARCH_SPACE", "split_validation", "random_affine", "affine", "build_model",
+           "train", "predict_proba", "ensemble_proba", "accuracy", "tune", "Ablation", "run_ablation",
+           "learning_curve"]
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -208,15 +211,18 @@ class Recipe:
                            batch_norm=self.batch_norm)
 
 
-_REGULARISED = dict(augment=True, epochs=15, batch_size=64, batch_norm=True, dropout=0.25, weight_decay=1e-3,
+_REGULARISED = dict(augment=True, epochs=12, batch_size=64, batch_norm=True, dropout=0.25, weight_decay=1e-3,
                     schedule="onecycle", learning_rate=3e-3, patience=6)
 
 #: The cumulative steps before tuning (the tuned recipe comes from :func:`tune`).
 STEPS = {
     "baseline": Recipe(),
-    "augmentation": Recipe(augment=True, epochs=15),
+    "augmentation": Recipe(augment=True, epochs=12),
     "regularisation": Recipe(**_REGULARISED),
 }
+
+#: The chapter's live budget: Optuna trials, ensemble members, test-time augmentation draws.
+LIVE = {"trials": 6, "members": 3, "tta": 4}
 
 #: What :func:`tune` searches, on top of the ``regularisation`` recipe.
 SEARCH_SPACE = {
@@ -241,8 +247,8 @@ def _logits(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.T
         return torch.cat([model(chunk) for chunk in x.split(batch_size)])
 
 
-def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, *,
-          seed: int = 0, on_epoch_end: Callable | None = None):
+def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor | None = None,
+          y_val: torch.Tensor | None = None, *, seed: int = 0, on_epoch_end: Callable | None = None):
     r"""Train ``recipe.model()`` on ``(x, y)``, watching ``(x_val, y_val)`` after every epoch.
 
     :func:`dlnotes.seed_everything` ``(seed)`` first (the weights), then each epoch a permutation
@@ -255,6 +261,9 @@ def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor,
 
     and the schedule's :math:`\alpha_t` for the next step.
 
+    Without validation data (``x_val=None``, allowed only when ``recipe.patience`` is ``None``)
+    every epoch is run and nothing is watched: the learning curve trains on every image it has.
+
     Returns:
         ``(model, history)``: the model in evaluation mode (the best epoch's weights under early
         stopping) and ``{"val_loss", "val_accuracy"}`` lists per epoch run, plus ``"best_epoch"``
@@ -262,8 +271,15 @@ def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor,
     """
     if not isinstance(recipe, Recipe):
         raise TypeError(f"`recipe` must be a Recipe. Received: recipe of type {type(recipe).__name__}")
-    x, x_val = _check_images("x", x), _check_images("x_val", x_val)
-    y, y_val = _check_labels("y", y, len(x)), _check_labels("y_val", y_val, len(x_val))
+    x = _check_images("x", x)
+    y = _check_labels("y", y, len(x))
+    watch = x_val is not None
+    if watch:
+        x_val = _check_images("x_val", x_val)
+        y_val = _check_labels("y_val", y_val, len(x_val))
+    elif recipe.patience is not None:
+        raise ValueError(f"Early stopping needs validation data: pass `x_val` and `y_val` or use a recipe with "
+                         f"patience=None. Received: x_val=None with patience={recipe.patience}")
     seed_everything(seed)
     model = recipe.model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
@@ -285,6 +301,8 @@ def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor,
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
+        if not watch:
+            continue
         val_loss, val_accuracy = _val_loss_and_accuracy(model, x_val, y_val)
         history["val_loss"].append(val_loss)
         history["val_accuracy"].append(val_accuracy)
@@ -299,7 +317,8 @@ def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor,
                 break
     if recipe.patience is not None:
         model.load_state_dict(best)
-    history["best_epoch"] = int(np.argmin(history["val_loss"])) + 1 if recipe.patience is not None else len(history["val_loss"])
+    history["best_epoch"] = (int(np.argmin(history["val_loss"])) + 1 if recipe.patience is not None
+                             else recipe.epochs)
     history["seconds"] = time.perf_counter() - start
     return model.eval(), history
 
@@ -351,7 +370,9 @@ def tune(x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Ten
         ``(recipe, study)``: the ``regularisation`` recipe with the best trial's settings (and the
         full number of epochs), and the ``optuna.Study`` (``study.trials_dataframe()`` lists them).
     """
-    import optuna
+    with warnings.catch_warnings():   # optuna imports tqdm, which warns in a notebook without ipywidgets
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import optuna
 
     trials = check_positive_int("trials", trials)
     epochs = check_positive_int("epochs", epochs)
@@ -377,3 +398,98 @@ def tune(x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Ten
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=trials)
     return dataclasses.replace(base, **study.best_params), study
+
+
+# --- the ablation and the learning curve ---------------------------------------------------------
+
+@dataclasses.dataclass
+class Ablation:
+    """What :func:`run_ablation` measured.
+
+    Attributes:
+        rows: step name -> ``{"val_accuracy", "test_accuracy", "seconds"}``, in the order the
+            steps were added; ``seconds`` is all the training the step needs (the tuner's
+            trials included from ``tuning`` on).
+        recipe: the tuned recipe.
+        study: the tuner's ``optuna.Study``.
+        members: the ensemble's models; the first (seed ``seed``) is the ``tuning`` row's.
+        test_proba: step name -> test probabilities ``(n_test, 10)``.
+    """
+
+    rows: dict
+    recipe: Recipe
+    study: object
+    members: list
+    test_proba: dict
+
+
+def run_ablation(fit, val, test, *, seed: int = 0, trials: int = LIVE["trials"], members: int = LIVE["members"],
+                 tta: int = LIVE["tta"], on_step: Callable | None = None) -> Ablation:
+    """Add one step at a time and measure each: the rows of the chapter's table.
+
+    ``fit``, ``val`` and ``test`` are ``(images, labels)`` pairs. The three :data:`STEPS` train
+    with ``seed``; :func:`tune` searches with ``trials`` trials scored on ``val``; the tuned
+    recipe trains with ``seed`` (the ``tuning`` row) and with ``seed + 1, ..., seed + members - 1``
+    for the ``ensemble`` row (the mean of the members' probabilities); ``tta`` is the tuned model
+    with ``tta`` augmented copies of each image. The test images are only predicted, never
+    used for a decision. ``on_step(name, row)`` is called after each row.
+    """
+    (x, y), (x_val, y_val), (x_test, y_test) = fit, val, test
+    members = check_positive_int("members", members)
+    rows, test_proba = {}, {}
+
+    def record(name, val_p, test_p, seconds):
+        rows[name] = {"val_accuracy": accuracy(val_p, y_val), "test_accuracy": accuracy(test_p, y_test),
+                      "seconds": seconds}
+        test_proba[name] = test_p
+        if on_step is not None:
+            on_step(name, rows[name])
+
+    for name, recipe in STEPS.items():
+        model, history = train(recipe, x, y, x_val, y_val, seed=seed)
+        record(name, predict_proba(model, x_val), predict_proba(model, x_test), history["seconds"])
+
+    start = time.perf_counter()
+    tuned, study = tune(x, y, x_val, y_val, trials=trials, seed=seed)
+    search = time.perf_counter() - start
+    models, seconds = [], search
+    for member in range(members):
+        model, history = train(tuned, x, y, x_val, y_val, seed=seed + member)
+        models.append(model)
+        seconds += history["seconds"]
+        if member == 0:
+            record("tuning", predict_proba(model, x_val), predict_proba(model, x_test), seconds)
+    record("ensemble", ensemble_proba(predict_proba(m, x_val) for m in models),
+           ensemble_proba(predict_proba(m, x_test) for m in models), seconds)
+    record("tta", predict_proba(models[0], x_val, tta=tta, seed=seed),
+           predict_proba(models[0], x_test, tta=tta, seed=seed), rows["tuning"]["seconds"])
+    return Ablation(rows, tuned, study, models, test_proba)
+
+
+def learning_curve(recipes: dict, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor, *,
+                   sizes=(250, 500, 1000, 2000, 4000), seed: int = 0) -> dict:
+    """Test accuracy of each recipe trained on the first ``n`` of ``(x, y)``, for each ``n`` in ``sizes``.
+
+    The images are put in one order (a generator seeded with ``seed``), so every smaller set is
+    part of every larger one. Each run has the same number of optimiser steps as ``recipe`` on
+    all of ``x`` (the epochs grow as the set shrinks), so a smaller set is not also a shorter
+    training; early stopping is off, since there is no validation split to stop on.
+
+    Returns:
+        ``{name: [test accuracy per size]}``.
+    """
+    x = _check_images("x", x)
+    y = _check_labels("y", y, len(x))
+    sizes = [check_positive_int("sizes", n) for n in sizes]
+    if max(sizes) > len(x):
+        raise ValueError(f"`sizes` must not exceed the {len(x)} training images. Received: sizes={sizes}")
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    curves = {}
+    for name, recipe in recipes.items():
+        curves[name] = []
+        for n in sizes:
+            keep = order[:n]
+            epochs = max(recipe.epochs, round(recipe.epochs * len(x) / n))
+            model, _ = train(dataclasses.replace(recipe, epochs=epochs, patience=None), x[keep], y[keep], seed=seed)
+            curves[name].append(accuracy(predict_proba(model, x_test), y_test))
+    return curves

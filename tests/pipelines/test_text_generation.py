@@ -432,3 +432,212 @@ def test_state_dict_round_trip_with_weights_only(tmp_path, vocab):
     x = vocab.encode("hello world").view(1, -1)
     assert torch.equal(model(x)[0], reloaded(x)[0])
     assert tg.sample(model, vocab, "h", 20, seed=1) == tg.sample(reloaded, vocab, "h", 20, seed=1)
+
+
+# --- Using each step better: schedule, carried state, Transformer ----------------------------
+
+def test_learning_rates_match_the_formula_at_chosen_steps():
+    rates = tg.learning_rates(100, 2e-3, warmup_steps=10, decay_fraction=0.4, min_lr_fraction=0.1)
+    assert len(rates) == 100
+    # warm-up: (i + 1) / W; constant; then m + (1 - m)(S - i)/(S - D) with D = 60.
+    for i, expected in {0: 2e-4, 4: 1e-3, 9: 2e-3, 30: 2e-3, 59: 2e-3, 60: 2e-3,
+                        70: 2e-3 * (0.1 + 0.9 * 30 / 40), 99: 2e-3 * (0.1 + 0.9 / 40)}.items():
+        assert rates[i] == pytest.approx(expected, rel=1e-14, abs=0), i
+    assert tg.learning_rates(5, 1.0) == [1.0] * 5                   # no warm-up, no decay: constant
+    assert tg.learning_rates(4, 1.0, decay_fraction=1.0) == pytest.approx([1.0, 0.75, 0.5, 0.25], rel=1e-15)
+
+
+def test_learning_rates_match_torch_linear_lr_schedulers():
+    steps, warmup, first_decay, m = 50, 8, 30, 0.05
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    warm = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1 / warmup, end_factor=1.0, total_iters=warmup - 1)
+    torch_rates = []
+    for i in range(steps):
+        torch_rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        warm.step()
+        if i + 1 == first_decay:   # from step D on, a second LinearLR decays to m
+            decay = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=m,
+                                                      total_iters=steps - first_decay)
+        elif i + 1 > first_decay:
+            decay.step()
+    ours = tg.learning_rates(steps, 0.1, warmup_steps=warmup, decay_fraction=0.4, min_lr_fraction=m)
+    assert ours == pytest.approx(torch_rates, rel=1e-12, abs=0)
+
+
+def test_learning_rates_bad_input():
+    with pytest.raises(ValueError, match="Received: steps=0"):
+        tg.learning_rates(0, 1.0)
+    with pytest.raises(ValueError, match="Received: peak=-1"):
+        tg.learning_rates(10, -1)
+    with pytest.raises(ValueError, match="Received: warmup_steps=11"):
+        tg.learning_rates(10, 1.0, warmup_steps=11)
+    with pytest.raises(ValueError, match="Received: warmup_steps=2.5"):
+        tg.learning_rates(10, 1.0, warmup_steps=2.5)
+    with pytest.raises(ValueError, match="Received: decay_fraction=1.5"):
+        tg.learning_rates(10, 1.0, decay_fraction=1.5)
+    with pytest.raises(TypeError, match="Received: min_lr_fraction=nan"):
+        tg.learning_rates(10, 1.0, min_lr_fraction=math.nan)
+
+
+def test_train_torch_linear_schedule_is_the_loop_it_documents(vocab):
+    from dlnotes.pipelines.common import ADAM_EPSILON
+
+    data = vocab.encode(TEXT * 10)
+    model = small_model(len(vocab)).double()
+    history = tg.train_torch(model, data, schedule="linear", warmup_steps=3, decay_at=0.5, min_lr_fraction=0.2,
+                             **TRAIN_ARGS)
+    twin = small_model(len(vocab)).double()
+    optimizer = torch.optim.Adam(twin.parameters(), lr=1e-2, eps=ADAM_EPSILON)
+    generator = torch.Generator().manual_seed(5)
+    losses = []
+    for rate in tg.learning_rates(12, 1e-2, warmup_steps=3, decay_fraction=0.5, min_lr_fraction=0.2):
+        optimizer.param_groups[0]["lr"] = rate
+        losses.append(tg.train_step(twin, optimizer, *tg.random_windows(data, 4, 9, generator=generator)))
+    assert history["loss"] == pytest.approx([sum(losses[i:i + 4]) / 4 for i in (0, 4, 8)], rel=1e-12)
+    assert all(torch.allclose(a, b, rtol=1e-12, atol=0) for a, b in zip(model.parameters(), twin.parameters()))
+
+
+def test_stream_windows_are_consecutive_parallel_streams():
+    data = torch.arange(103, dtype=torch.int64)  # id = position
+    x, y = tg.stream_windows(data, batch_size=3, seq_len=5, offset=2)
+    m = (103 - 2 - 1) // 3                       # 33 ids per stream, 6 windows of 5
+    assert x.shape == y.shape == (6, 3, 5)
+    assert torch.equal(y, x + 1)
+    assert torch.equal(x[:, :, 0], 2 + torch.arange(3)[None, :] * m + 5 * torch.arange(6)[:, None])
+    assert torch.equal(x[1:, :, 0], x[:-1, :, -1] + 1)          # batch k + 1 continues batch k, row by row
+    assert torch.equal(x[0, 0], torch.arange(2, 7))
+    assert len(set(x.flatten().tolist())) == x.numel()            # no id is used twice
+
+
+def test_stream_windows_bad_input():
+    data = torch.arange(20, dtype=torch.int64)
+    with pytest.raises(ValueError, match="Received: offset=-1"):
+        tg.stream_windows(data, 2, 3, offset=-1)
+    with pytest.raises(ValueError, match=r"at least 21 ids. Received: data.shape=\(20,\)"):
+        tg.stream_windows(data, 4, 5)
+    with pytest.raises(ValueError, match="Received: batch_size=0"):
+        tg.stream_windows(data, 0, 5)
+    with pytest.raises(TypeError, match="data of type torch.float32"):
+        tg.stream_windows(data.float(), 2, 3)
+
+
+def test_tbptt_with_carried_state_equals_one_long_forward_pass():
+    # Losses of consecutive chunks from a carried state = the per-chunk losses of one long BPTT pass;
+    # the gradient of each chunk = that of the long pass's chunk with the incoming state detached.
+    model = small_model(9).double()
+    data = torch.randint(0, 9, (3 * 40 + 1,), generator=torch.Generator().manual_seed(3))
+    x, y = tg.stream_windows(data, batch_size=3, seq_len=8)           # (5, 3, 8)
+    whole_x, whole_y = x.permute(1, 0, 2).reshape(3, 40), y.permute(1, 0, 2).reshape(3, 40)
+    logits, _ = model(whole_x)
+    per_chunk = torch.nn.functional.cross_entropy(logits.reshape(-1, 9), whole_y.reshape(-1), reduction="none")
+    per_chunk = per_chunk.view(3, 5, 8).mean(dim=(0, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)          # lr 0: the weights stay put
+    hidden, losses = None, []
+    for k in range(5):
+        loss, hidden = tg.tbptt_step(model, optimizer, x[k], y[k], hidden, clip_norm=None)
+        losses.append(loss)
+        assert not hidden[0].requires_grad and not hidden[1].requires_grad
+    assert losses == pytest.approx(per_chunk.tolist(), rel=1e-12, abs=0)
+    # gradient of the last chunk, rebuilt by hand from the long pass's state after chunk 3
+    _, state = model(whole_x[:, :32])
+    model.zero_grad()
+    out, _ = model(x[4], tuple(s.detach() for s in state))
+    torch.nn.functional.cross_entropy(out.reshape(-1, 9), y[4].reshape(-1)).backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    tg.tbptt_step(model, optimizer, x[4], y[4], tuple(s.detach() for s in state), clip_norm=None)
+    for ours, theirs in zip((p.grad for p in model.parameters()), expected):
+        assert_close("gradient", ours, theirs, rtol=1e-12, atol=1e-15)
+
+
+def test_train_torch_with_carried_state_is_tbptt_over_streams(vocab):
+    data = vocab.encode(TEXT * 10)                                    # 130 ids
+    args = {**TRAIN_ARGS, "batch_size": 2, "seq_len": 6, "steps": 24, "eval_every": 12}
+    model = small_model(len(vocab)).double()
+    history = tg.train_torch(model, data, carry_state=True, decay_at=None, **args)
+    twin = small_model(len(vocab)).double()
+    from dlnotes.pipelines.common import torch_adam
+    optimizer = torch_adam(twin.parameters(), 1e-2)
+    generator = torch.Generator().manual_seed(5)
+    losses, step = [], 0
+    while step < 24:                                                  # 10 windows per pass: 3 passes
+        offset = int(torch.randint(0, 6, (1,), generator=generator))
+        x, y = tg.stream_windows(data, 2, 6, offset)
+        hidden = None
+        for k in range(len(x)):
+            if step == 24:
+                break
+            loss, hidden = tg.tbptt_step(twin, optimizer, x[k], y[k], hidden)
+            losses.append(loss)
+            step += 1
+    assert history["loss"] == pytest.approx([sum(losses[:12]) / 12, sum(losses[12:]) / 12], rel=1e-12)
+    assert all(torch.allclose(a, b, rtol=1e-12, atol=0) for a, b in zip(model.parameters(), twin.parameters()))
+
+
+def test_train_torch_callback_sees_each_entry_and_can_stop(vocab):
+    data = vocab.encode(TEXT * 10)
+    seen = []
+    history = tg.train_torch(small_model(len(vocab)), data, **TRAIN_ARGS,
+                             callback=lambda step, logs: seen.append((step, logs["loss"])) or step == 8)
+    assert [s for s, _ in seen] == [4, 8] and len(history["loss"]) == 2
+    assert [loss for _, loss in seen] == history["loss"]
+    with pytest.raises(TypeError, match="callback of type int"):
+        tg.train_torch(small_model(len(vocab)), data, **TRAIN_ARGS, callback=3)
+    with pytest.raises(ValueError, match="Received: schedule='cosine'"):
+        tg.train_torch(small_model(len(vocab)), data, **TRAIN_ARGS, schedule="cosine")
+    with pytest.raises(ValueError, match="Received: warmup_steps=2"):
+        tg.train_torch(small_model(len(vocab)), data, **TRAIN_ARGS, warmup_steps=2)
+    with pytest.raises(ValueError, match="Received: min_lr_fraction=2"):
+        tg.train_torch(small_model(len(vocab)), data, **TRAIN_ARGS, schedule="linear", min_lr_fraction=2)
+
+
+def test_evaluate_stream_loss_equals_one_pass_over_the_whole_text():
+    model = small_model(9, dropout=0.5).double()
+    data = torch.randint(0, 9, (121,), generator=torch.Generator().manual_seed(6))
+    model.train()
+    ours = tg.evaluate_stream_loss(model, data, seq_len=7, batch_size=1)   # 17 windows of 7: 119 predictions
+    assert model.training
+    model.eval()
+    logits, _ = model(data[None, :119])
+    direct = torch.nn.functional.cross_entropy(logits[0], data[1:120])
+    assert ours == pytest.approx(direct.item(), rel=1e-12, abs=0)
+    # more streams: the same predictions of each stream, averaged
+    x, y = tg.stream_windows(data, 4, 5)
+    streams_x, streams_y = x.permute(1, 0, 2).reshape(4, -1), y.permute(1, 0, 2).reshape(4, -1)
+    logits, _ = model(streams_x)
+    direct = torch.nn.functional.cross_entropy(logits.reshape(-1, 9), streams_y.reshape(-1))
+    assert tg.evaluate_stream_loss(model, data, 5, batch_size=4) == pytest.approx(direct.item(), rel=1e-12)
+    with pytest.raises(ValueError, match=r"Received: data.shape=\(121,\)"):
+        tg.evaluate_stream_loss(model, data, 10, batch_size=13)
+
+
+def test_char_transformer_shapes_and_is_causal():
+    torch.manual_seed(0)
+    model = tg.CharTransformer(9, context=16, d_model=16, num_heads=2, num_layers=2).double().eval()
+    x = torch.randint(0, 9, (3, 12), generator=torch.Generator().manual_seed(0))
+    logits, state = model(x)
+    assert logits.shape == (3, 12, 9) and state is None
+    changed = x.clone()
+    changed[:, 7] = (changed[:, 7] + 1) % 9                          # change a "future" token
+    other, _ = model(changed)
+    assert_close("logits before the change", other[:, :7], logits[:, :7], rtol=1e-12, atol=1e-13)
+    assert (other[:, 7:] - logits[:, 7:]).abs().amax(dim=-1).min() > 1e-6   # ... and it does change later ones
+    # a prefix alone gives the same logits as inside the longer input
+    prefix, _ = model(x[:, :5])
+    assert_close("prefix", prefix, logits[:, :5], rtol=1e-12, atol=1e-13)
+
+
+def test_char_transformer_trains_with_the_same_functions(vocab):
+    data = vocab.encode(TEXT * 20)
+    torch.manual_seed(0)
+    model = tg.CharTransformer(len(vocab), context=16, d_model=32, num_heads=2, num_layers=1)
+    history = tg.train_torch(model, data, steps=150, batch_size=16, seq_len=16, learning_rate=3e-3, seed=0,
+                             eval_every=150, schedule="linear", warmup_steps=10, decay_at=0.6)
+    assert history["loss"][0] < 1.0 and tg.evaluate_loss(model, data, 16) < 0.1
+    with pytest.raises(ValueError, match=r"context=16. Received: x.shape=\(1, 17\)"):
+        model(torch.zeros(1, 17, dtype=torch.int64))
+    with pytest.raises(ValueError, match="multiple of num_heads=3. Received: d_model=16"):
+        tg.CharTransformer(9, d_model=16, num_heads=3)
+    with pytest.raises(ValueError, match="Received: context=0"):
+        tg.CharTransformer(9, context=0)
