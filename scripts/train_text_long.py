@@ -42,7 +42,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from common import ROOT, load_report  # noqa: E402
 
-os.environ.setdefault("DLNOTES_DATA_MIRROR", "/work/shared/data")
+os.environ.setdefault("DLNOTES_DATA_MIRROR", str(ROOT.parent / "shared" / "data"))   # the mirror beside the checkout
 
 import torch  # noqa: E402
 

@@ -277,6 +277,8 @@ def test_chapter_constants_are_the_stored_numbers():
     assert list(constants["CURVE_SIZES"]) == curve["sizes"]
     for name in ("baseline", "tuned"):
         assert constants["CURVE"][name] == pytest.approx([p["mean"] for p in curve[name]], abs=5e-5)
+        assert constants["CURVE_STD"][name] == pytest.approx([p["std"] for p in curve[name]], abs=5e-5)
+    assert constants["SEED0_TUNING"] == pytest.approx(stored["per_seed"]["0"]["tuning"]["test_accuracy"], abs=5e-5)
 
 
 def test_stored_steps_keep_their_order():
