@@ -145,6 +145,10 @@ def test_tuner_searches_only_the_space_and_returns_its_best(digits):
         assert trial.params["conv_blocks"] in improving.SEARCH_SPACE["conv_blocks"]
         low, high = improving.SEARCH_SPACE["learning_rate"]
         assert low <= trial.params["learning_rate"] <= high
+    # the search starts from the hand-set recipe: trial 0 is the regularisation step's own settings
+    base = improving.STEPS["regularisation"]
+    assert study.trials[0].params == {name: getattr(base, name) for name in improving.SEARCH_SPACE}
+    assert study.trials[1].params != study.trials[0].params
 
 
 @pytest.mark.parametrize("call, error, match", [
@@ -158,6 +162,7 @@ def test_tuner_searches_only_the_space_and_returns_its_best(digits):
     (lambda: improving.predict_proba(improving.build_model(), torch.zeros(1, 1, 28, 28), tta=-1), ValueError, "`tta` must be a non-negative integer. Received: tta=-1"),
     (lambda: improving.ensemble_proba([]), ValueError, "`probabilities` must be a non-empty list"),
     (lambda: improving.train("recipe", None, None, None, None), TypeError, "`recipe` must be a Recipe. Received: recipe of type str"),
+    (lambda: improving.run_ablation(None, None, None, final="yes"), TypeError, "`final` must be a bool. Received: final='yes'"),
 ])
 def test_bad_arguments_are_named(call, error, match):
     with pytest.raises(error, match=match):
@@ -181,7 +186,8 @@ def small_ablation(digits):
              "regularisation": dataclasses.replace(improving.STEPS["regularisation"], epochs=2, patience=1)}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(improving, "STEPS", steps)
-        result = improving.run_ablation((x, y), (xv[100:], yv[100:]), test, seed=3, trials=2, members=2, tta=1)
+        result = improving.run_ablation((x, y), (xv[100:], yv[100:]), test, seed=3, trials=2, members=2, tta=1,
+                                        final=True)
         # What each row should be, recomputed from the public functions.
         tuned, _ = improving.tune(x, y, xv[100:], yv[100:], trials=2, seed=3)
     return result, tuned, (x, y), (xv[100:], yv[100:]), test
@@ -189,9 +195,13 @@ def small_ablation(digits):
 
 def test_ablation_rows_are_the_steps_in_order(small_ablation):
     result, *_ = small_ablation
-    assert list(result.rows) == ["baseline", "augmentation", "regularisation", "tuning", "ensemble", "tta"]
-    for row in result.rows.values():
-        assert 0 <= row["val_accuracy"] <= 1 and 0 <= row["test_accuracy"] <= 1 and row["seconds"] > 0
+    assert list(result.rows) == ["baseline", "augmentation", "regularisation", "tuning", "ensemble", "tta",
+                                 "final", "final_ensemble"]
+    for name, row in result.rows.items():
+        assert 0 <= row["test_accuracy"] <= 1 and row["seconds"] > 0
+        # the final rows train on the validation images, so they have no validation accuracy
+        assert (row["val_accuracy"] is None) == name.startswith("final")
+        assert name.startswith("final") or 0 <= row["val_accuracy"] <= 1
     # Training time accumulates: the ensemble pays for the search and both members.
     assert result.rows["ensemble"]["seconds"] > result.rows["tuning"]["seconds"] == result.rows["tta"]["seconds"]
 
@@ -209,6 +219,14 @@ def test_ablation_rows_match_their_definitions(small_ablation):
     assert result.rows["ensemble"]["test_accuracy"] == improving.accuracy((p1 + p2) / 2, y_test)
     assert len(result.members) == 2
     torch.testing.assert_close(improving.predict_proba(result.members[1], x_test), p2, rtol=0, atol=1e-6)
+    # final: the tuned recipe, every epoch, on fit + validation, with the same seeds
+    every_epoch = dataclasses.replace(tuned, patience=None)
+    x_all, y_all = torch.cat([fit[0], val[0]]), torch.cat([fit[1], val[1]])
+    f1 = improving.predict_proba(improving.train(every_epoch, x_all, y_all, seed=3)[0], x_test)
+    f2 = improving.predict_proba(improving.train(every_epoch, x_all, y_all, seed=4)[0], x_test)
+    torch.testing.assert_close(result.test_proba["final"], f1, rtol=0, atol=1e-6)
+    torch.testing.assert_close(result.test_proba["final_ensemble"], (f1 + f2) / 2, rtol=0, atol=1e-6)
+    assert result.rows["final_ensemble"]["seconds"] > result.rows["final"]["seconds"] > 0
 
 
 def test_learning_curve_trains_nested_subsets_for_the_same_steps(digits):
@@ -262,14 +280,19 @@ def test_stored_run_used_todays_recipes():
 def test_chapter_constants_are_the_stored_numbers():
     stored, constants = _stored(), _chapter_constants()
     rows = stored["rows"]
-    assert set(constants["STORED_RANGE"]) == set(rows) == set(constants["STORED"])
+    live = [name for name in rows if not name.startswith("final")]   # the rows the chapter also runs live
+    assert set(constants["STORED_RANGE"]) == set(live) and set(constants["STORED"]) == set(rows)
+    assert live == ["baseline", "augmentation", "regularisation", "tuning", "ensemble", "tta"]
     for name, row in rows.items():
-        test = row["test_accuracy"]
-        assert constants["STORED_RANGE"][name] == pytest.approx((test["min"], test["max"]), abs=5e-5)
-        assert constants["STORED"][name] == pytest.approx(
-            (test["mean"], test["std"], row["val_accuracy"]["mean"], row["seconds"]["mean"]), abs=0.05)
-        assert constants["STORED"][name][:3] == pytest.approx((test["mean"], test["std"], row["val_accuracy"]["mean"]),
-                                                              abs=5e-5)
+        test, val = row["test_accuracy"], row["val_accuracy"]
+        if name in live:
+            assert constants["STORED_RANGE"][name] == pytest.approx((test["min"], test["max"]), abs=5e-5)
+        mean, std, val_mean, seconds = constants["STORED"][name]
+        assert (mean, std) == pytest.approx((test["mean"], test["std"]), abs=5e-5)
+        assert seconds == pytest.approx(row["seconds"]["mean"], abs=0.05)
+        # the final rows train on the validation images: no validation accuracy, here or in the chapter
+        assert (val is None) == (val_mean is None) == name.startswith("final")
+        assert val is None or val_mean == pytest.approx(val["mean"], abs=5e-5)
         assert test["min"] <= test["mean"] <= test["max"] and len(test["values"]) == len(stored["seeds"])
     assert constants["SEARCH"]["trials"] == stored["search"]["trials"]
     assert constants["SEARCH"]["test"] == pytest.approx(stored["search"]["test_accuracy"], abs=5e-5)
@@ -279,21 +302,29 @@ def test_chapter_constants_are_the_stored_numbers():
         assert constants["CURVE"][name] == pytest.approx([p["mean"] for p in curve[name]], abs=5e-5)
         assert constants["CURVE_STD"][name] == pytest.approx([p["std"] for p in curve[name]], abs=5e-5)
     assert constants["SEED0_TUNING"] == pytest.approx(stored["per_seed"]["0"]["tuning"]["test_accuracy"], abs=5e-5)
+    assert constants["FINAL_ENSEMBLE_MIN"] == pytest.approx(rows["final_ensemble"]["test_accuracy"]["min"], abs=5e-5)
 
 
 def test_stored_steps_keep_their_order():
     """What the chapter's prose rests on, in the stored five seeds: augmentation is the largest
-    single gain, the ensemble is the best row and within a test image of the issue's 0.98 target,
-    test-time augmentation moves less than the spread, and the learning curve's claims hold."""
-    mean = {name: row["test_accuracy"]["mean"] for name, row in _stored()["rows"].items()}
+    single gain, the ensemble is the best of the live steps, the final ensemble on all 4,000 images
+    is the best row and reaches the issue's 0.98 target, test-time augmentation moves less than the
+    spread, the longer search is within the spread of the short one, and the learning curve's claims hold."""
+    stored = _stored()
+    mean = {name: row["test_accuracy"]["mean"] for name, row in stored["rows"].items()}
     gains = {"augmentation": mean["augmentation"] - mean["baseline"],
              "regularisation": mean["regularisation"] - mean["augmentation"],
              "tuning": mean["tuning"] - mean["regularisation"]}
     assert max(gains, key=gains.get) == "augmentation"
-    assert mean["ensemble"] == max(mean.values())
-    assert mean["ensemble"] >= 0.979                  # within one test image of 0.98
+    assert mean["ensemble"] == max(v for name, v in mean.items() if not name.startswith("final"))
+    assert mean["final_ensemble"] == max(mean.values())
+    assert mean["final_ensemble"] >= 0.98             # the target
+    # "hardly better": the 20-trial search's model against seed 0's short search, within the spread over seeds
+    short = stored["per_seed"]["0"]["tuning"]["test_accuracy"]
+    assert 0 <= stored["search"]["test_accuracy"] - short < stored["rows"]["tuning"]["test_accuracy"]["std"]
     tta_gain = mean["tta"] - mean["tuning"]           # "hardly moves the tuned model"
     assert abs(tta_gain) < _stored()["rows"]["tuning"]["test_accuracy"]["std"]
-    curve = _stored()["curve"]                        # the final recipe on 250 beats the baseline on 4,000
+    curve = stored["curve"]                           # the final recipe on 250 beats the baseline on 4,000
     assert curve["tuned"][0]["mean"] > curve["baseline"][-1]["mean"]
-    assert curve["tuned"][-1]["mean"] >= 0.98         # all 4,000 images: past the target
+    for name in ("baseline", "tuned"):                # "both curves still rise at the right edge"
+        assert curve[name][-1]["mean"] > curve[name][-2]["mean"]
