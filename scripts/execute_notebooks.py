@@ -46,7 +46,8 @@ from common import ROOT, busy_cpu_seconds, cpu_model, is_busy, load_report, memo
 BUDGET_S = 60.0
 TOTAL_BUDGET_S = 900.0
 # Chapters whose issue grants a larger budget.
-BUDGETS_S = {"book/projects/text_generation.ipynb": 150.0, "book/faq/improving.ipynb": 120.0}
+BUDGETS_S = {"book/projects/text_generation.ipynb": 150.0, "book/faq/improving.ipynb": 120.0,
+             "book/applications/translation.ipynb": 120.0}
 
 # Runs in the kernel after the notebook's last cell. It measures the kernel first (CPU time,
 # peak memory of the kernel and of the processes it started and waited for), then imports
