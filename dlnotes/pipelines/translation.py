@@ -55,8 +55,9 @@ __all__ = ["PAD", "UNK", "BOS", "EOS", "load_pairs", "tokenize", "Split", "split
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
-# The chapter's recipe (chosen on the validation sentences, never on the test ones).
-RECIPE = {"n_pairs": 30_000, "embedding": 64, "hidden": 128, "epochs": 8, "batch_size": 128,
+# The chapter's recipe (chosen on the validation sentences, never on the test ones; the epochs are
+# capped by the chapter's 120 s budget on 2 CPU cores).
+RECIPE = {"n_pairs": 30_000, "embedding": 64, "hidden": 128, "epochs": 6, "batch_size": 128,
           "learning_rate": 4e-3, "min_count": 2}
 
 
