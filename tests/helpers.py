@@ -81,3 +81,30 @@ def assert_matches_torch(
     for i, (got, want) in enumerate(zip(received_grads, expected_grads)):
         want = torch.zeros_like(differentiable[i]) if want is None else want
         assert_close(f"gradient of input {i}", got, want, rtol=grad_rtol, atol=grad_atol, check_dtype=check_dtype)
+
+
+def chapter_thresholds_hold(chapter: str, notebook: str, constants: dict[str, str]) -> None:
+    """Each ``NAME = value`` constant of ``notebook``'s code equals ``scripts/thresholds/<chapter>.py``'s
+    threshold for its metric, and lies beyond the worst run of every table in
+    ``benchmarks/<chapter>_thresholds.md`` (below the minimum for "min", above the maximum for "max")."""
+    import importlib.util
+    import json
+    import re
+
+    from tests.notebooks import ROOT
+
+    spec = importlib.util.spec_from_file_location(f"thresholds_{chapter}", ROOT / f"scripts/thresholds/{chapter}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cells = json.loads((ROOT / notebook).read_text(encoding="utf-8"))["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    table = (ROOT / f"benchmarks/{chapter}_thresholds.md").read_text(encoding="utf-8")
+    for constant, metric in constants.items():
+        value = float(re.search(rf"^{constant} = (-?[\d.]+)", code, re.M).group(1))
+        threshold, kind = module.THRESHOLDS[metric]
+        assert value == threshold, f"{constant} = {value} in the notebook, {threshold} in the script"
+        rows = re.findall(rf"^\| {chapter} \| {metric} \| \d+ \| (-?[\d.]+) \| -?[\d.]+ \| (-?[\d.]+) \|", table, re.M)
+        assert rows, f"{metric}: no measured row in benchmarks/{chapter}_thresholds.md"
+        for low, high in rows:
+            worst = float(low if kind == "min" else high)
+            assert (threshold < worst) if kind == "min" else (threshold > worst), (metric, threshold, worst)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import io
-import time
 import warnings
 import zlib
 
@@ -26,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dlnotes._checks import check_positive_float, check_positive_int, check_real
+from dlnotes.pipelines.production import call_times
 from dlnotes.runtime import seed_everything
 
 __all__ = ["build_teacher", "build_student", "train", "kd_loss", "accuracy", "prune_global", "sparsity",
@@ -199,14 +199,7 @@ def latency(model: nn.Module, *, n_calls: int = 200, warmup: int = 20, input_sha
     _check_model(model).eval()
     n_calls, warmup = check_positive_int("n_calls", n_calls), check_positive_int("warmup", warmup)
     x = torch.rand(*input_shape, generator=torch.Generator().manual_seed(seed)).to(_input_dtype(model))
-    for _ in range(warmup):
-        model(x)
-    times = np.empty(n_calls)
-    for i in range(n_calls):
-        start = time.perf_counter()
-        model(x)
-        times[i] = time.perf_counter() - start
-    return times
+    return call_times(model, x, repeats=n_calls, warmup=warmup)
 
 
 def energy(seconds: float, watts: float, *, grams_co2_per_kwh: float = 400.0) -> dict[str, float]:

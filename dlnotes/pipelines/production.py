@@ -547,6 +547,18 @@ def convert_float16(src, dst) -> Path:
 
 # --- Time --------------------------------------------------------------------------------------
 
+def call_times(predict: Callable[[np.ndarray], object], x, *, repeats: int, warmup: int) -> np.ndarray:
+    """Seconds of each of ``repeats`` calls ``predict(x)``, after ``warmup`` calls that are not timed."""
+    for _ in range(warmup):
+        predict(x)
+    times = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        predict(x)
+        times[i] = time.perf_counter() - start
+    return times
+
+
 def latency(predict: Callable[[np.ndarray], object], x: np.ndarray, *, repeats: int = 200,
             warmup: int = 10) -> dict[str, float]:
     """Percentiles of the wall time of ``predict(x)`` over ``repeats`` calls, in milliseconds.
@@ -561,13 +573,7 @@ def latency(predict: Callable[[np.ndarray], object], x: np.ndarray, *, repeats: 
     repeats = check_positive_int("repeats", repeats)
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"`warmup` must be a non-negative integer. Received: warmup={warmup!r}")
-    for _ in range(warmup):
-        predict(x)
-    times = np.empty(repeats)
-    for i in range(repeats):
-        start = time.perf_counter()
-        predict(x)
-        times[i] = time.perf_counter() - start
+    times = call_times(predict, x, repeats=repeats, warmup=warmup)
     p50, p90, p99 = np.percentile(times * 1e3, [50, 90, 99])
     return {"p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "mean_ms": float(times.mean() * 1e3)}
 

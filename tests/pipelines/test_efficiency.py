@@ -115,3 +115,14 @@ def test_bad_arguments_are_named(data):
         eff.prune_global("teacher", 0.5)
     with pytest.raises(ValueError, match="amount=1.5"):
         eff.prune_global(eff.build_student(), 1.5)
+
+
+def test_chapter_thresholds_are_the_measured_ones():
+    """The notebook's checked constants are scripts/thresholds/efficiency.py's, beyond the worst run in
+    benchmarks/efficiency_thresholds.md."""
+    from tests.helpers import chapter_thresholds_hold
+
+    chapter_thresholds_hold("efficiency", "book/outlook/efficiency.ipynb", {
+        "TEACHER_ACCURACY_MIN": "teacher_accuracy", "STUDENT_ACCURACY_MIN": "student_accuracy",
+        "DISTILL_GAP_MAX": "distill_gap_abs", "PRUNE80_DROP_MAX": "prune80_drop", "PRUNE95_DROP_MIN": "prune95_drop",
+        "INT8_DROP_MAX": "int8_drop", "HALF_DROP_MAX": "half_drop"})

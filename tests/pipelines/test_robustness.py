@@ -160,7 +160,7 @@ def test_verify_sha256_accepts_the_right_digest_and_rejects_a_flipped_byte(tmp_p
 
 def test_keras_safe_mode_refuses_a_lambda(tmp_path):
     os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
+    import keras
     model = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda v: v * 2.0)])
     path = tmp_path / "lambda.keras"
     model.save(path)
@@ -169,3 +169,14 @@ def test_keras_safe_mode_refuses_a_lambda(tmp_path):
     again = keras.saving.load_model(path, safe_mode=False)
     x = np.ones((1, 3), dtype="float32")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(again(x)), 2 * x)
+
+
+def test_chapter_thresholds_are_the_measured_ones():
+    """The notebook's checked constants are scripts/thresholds/robustness.py's, beyond the worst seed of
+    every table in benchmarks/robustness_thresholds.md (1 and 2 threads)."""
+    from tests.helpers import chapter_thresholds_hold
+
+    chapter_thresholds_hold("robustness", "book/outlook/robustness.ipynb", {
+        "CLEAN_ACCURACY_MIN": "clean_accuracy", "CLEAN_FGSM_02_MAX": "clean_fgsm_02", "CLEAN_PGD_02_MAX": "clean_pgd_02",
+        "ADV_ACCURACY_MIN": "adv_accuracy", "ADV_PGD_02_MIN": "adv_pgd_02",
+        "PGD_OVER_FGSM_TRAINING_MIN": "pgd_over_fgsm_training"})

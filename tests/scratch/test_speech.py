@@ -1,5 +1,6 @@
 """From-scratch speech features against librosa 0.11 on FSDD waveforms (float64)."""
 
+import librosa  # the reference implementation (a dependency of the book extra)
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -7,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from dlnotes.data import fetch
 from dlnotes.scratch import speech as sp
 
-librosa = pytest.importorskip("librosa")  # a declared test dependency; present in CI
+
 KW = dict(sr=8000, n_fft=256, hop_length=80, n_mels=40)
 
 
