@@ -103,7 +103,8 @@ def chapter_thresholds_hold(chapter: str, notebook: str, constants: dict[str, st
         value = float(re.search(rf"^{constant} = (-?[\d.]+)", code, re.M).group(1))
         threshold, kind = module.THRESHOLDS[metric]
         assert value == threshold, f"{constant} = {value} in the notebook, {threshold} in the script"
-        rows = re.findall(rf"^\| {chapter} \| {metric} \| \d+ \| (-?[\d.]+) \| -?[\d.]+ \| (-?[\d.]+) \|", table, re.M)
+        number = r"-?[\d.]+(?:e[-+]?\d+)?"   # the tables print 4 significant digits, small ones as 9.578e-05
+        rows = re.findall(rf"^\| {chapter} \| {metric} \| \d+ \| ({number}) \| {number} \| ({number}) \|", table, re.M)
         assert rows, f"{metric}: no measured row in benchmarks/{chapter}_thresholds.md"
         for low, high in rows:
             worst = float(low if kind == "min" else high)

@@ -19,7 +19,9 @@ and an unknown-word id 1), :func:`fit_bow_baseline` (scikit-learn's ``TfidfVecto
 :class:`MeanEmbedding` (fastText-style mean-pooled embeddings, Joulin et al. 2017) and
 :class:`TextCNN` (a 1-D convolution over word embeddings, max-pooled over time),
 :func:`build_model`, :func:`train` and :func:`predict_proba`, the metrics :func:`accuracy` and
-:func:`roc_auc` (tested against ``sklearn.metrics``), :func:`word_contributions` (the exact
+:func:`roc_auc` (tested against ``sklearn.metrics``), :func:`vader_compound` and
+:class:`PriorMeanEmbedding` (prior knowledge: the rule-based VADER score of a sentence, added to
+the mean-pooled logit with a learned weight), :func:`word_contributions` (the exact
 per-word terms of the mean-pooled logit), :func:`occlusion` (drop one word, see the change in
 :math:`P(\text{positive})`), and :func:`cross_source_splits` (train on two sources, test on the
 third).
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,8 +45,8 @@ from dlnotes.runtime import _check_seed
 
 __all__ = ["SOURCES", "Sentences", "parse_labelled", "load_sentences", "stratified_split", "validation_split",
            "tokenize", "with_ngrams", "Vocabulary", "fit_bow_baseline", "bow_top_words", "MeanEmbedding", "TextCNN",
-           "build_model", "train", "predict_proba", "accuracy", "roc_auc", "word_contributions", "occlusion",
-           "cross_source_splits", "single_thread", "MEAN", "CNN", "fit_models", "source_accuracy"]
+           "build_model", "train", "predict_proba", "vader_compound", "PriorMeanEmbedding", "accuracy", "roc_auc", "word_contributions", "occlusion",
+           "cross_source_splits", "single_thread", "MEAN", "CNN", "MODELS", "VADER_CUTOFF", "fit_models", "source_accuracy"]
 
 SOURCES = ("amazon", "imdb", "yelp")
 
@@ -248,7 +251,7 @@ class Vocabulary:
 # --- the bag-of-words baseline --------------------------------------------------------------------------------------
 
 def fit_bow_baseline(texts, labels, *, Cs=(1.0, 3.0, 10.0, 30.0, 100.0, 300.0), folds: int = 5, ngram_max: int = 2,
-                     seed: int = 0):
+                     seed: int = 0, vader: bool = False):
     r"""TF-IDF of word n-grams + logistic regression, ``C`` chosen by stratified ``folds``-fold CV on ``texts``.
 
     The model is :math:`P(y=1 \mid s) = \sigma(w^\top x(s) + b)` with :math:`x(s)` the
@@ -257,12 +260,15 @@ def fit_bow_baseline(texts, labels, *, Cs=(1.0, 3.0, 10.0, 30.0, 100.0, 300.0), 
     The vectorizer is refitted inside each fold (a ``Pipeline`` in ``GridSearchCV``), so no
     held-out fold shapes the vocabulary it is scored with. Returns the refitted
     ``GridSearchCV``; ``.best_params_["logisticregression__C"]`` is the chosen ``C``. Runs on one
-    thread (:func:`single_thread`).
+    thread (:func:`single_thread`). ``vader=True`` appends one more feature to :math:`x(s)`,
+    :func:`vader_compound` of the sentence (the control for :class:`PriorMeanEmbedding`: the same
+    prior knowledge given to the linear model).
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
-    from sklearn.pipeline import make_pipeline
+    from sklearn.pipeline import FeatureUnion, make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
 
     texts = _check_texts("texts", texts)
     labels = _check_labels("labels", labels, len(texts))
@@ -270,13 +276,21 @@ def fit_bow_baseline(texts, labels, *, Cs=(1.0, 3.0, 10.0, 30.0, 100.0, 300.0), 
         raise ValueError(f"`Cs` must be a non-empty sequence of positive numbers. Received: Cs={Cs!r}")
     folds = check_positive_int("folds", folds)
     ngram_max = check_positive_int("ngram_max", ngram_max)
-    pipeline = make_pipeline(TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None,
-                                             ngram_range=(1, ngram_max), sublinear_tf=True),
-                             LogisticRegression(max_iter=2000))
+    if not isinstance(vader, bool):
+        raise TypeError(f"`vader` must be True or False. Received: vader={vader!r}")
+    features = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None, ngram_range=(1, ngram_max),
+                               sublinear_tf=True)
+    if vader:
+        features = FeatureUnion([("tfidf", features), ("vader", FunctionTransformer(_vader_column))])
+    pipeline = make_pipeline(features, LogisticRegression(max_iter=2000))
     search = GridSearchCV(pipeline, {"logisticregression__C": [float(c) for c in Cs]},
                           cv=StratifiedKFold(folds, shuffle=True, random_state=_check_seed(seed)), scoring="accuracy")
     with single_thread():
         return search.fit(texts, labels)
+
+
+def _vader_column(texts) -> np.ndarray:
+    return vader_compound(list(texts))[:, None]
 
 
 def bow_top_words(search, k: int = 10) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
@@ -325,6 +339,26 @@ class MeanEmbedding(nn.Module):
         return self.linear(mean).squeeze(-1)
 
 
+class PriorMeanEmbedding(MeanEmbedding):
+    r""":class:`MeanEmbedding` plus a score of the sentence computed outside the model, with a learned weight.
+
+    .. math::
+
+        z(s) = b + w^\top \frac{1}{|s|} \sum_{t \in s} e_t + a \, c(s),
+
+    with :math:`c(s)` given per sentence (the chapter uses :func:`vader_compound`) and :math:`a`
+    a parameter that starts at 0. Input ids ``(n, T)`` and ``prior`` float32 ``(n,)``; output
+    logits ``(n,)``. :func:`train` and :func:`predict_proba` take the scores as ``prior=``.
+    """
+
+    def __init__(self, vocab_size: int, embedding_dim: int = 64, dropout: float = 0.0):
+        super().__init__(vocab_size, embedding_dim, dropout)
+        self.prior_weight = nn.Parameter(torch.zeros(()))
+
+    def forward(self, ids: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        return super().forward(ids) + self.prior_weight * prior
+
+
 class TextCNN(nn.Module):
     r"""A 1-D convolution over the word embeddings, max-pooled over time (Kim 2014, one layer).
 
@@ -358,13 +392,14 @@ class TextCNN(nn.Module):
 
 
 def build_model(kind: str, vocab_size: int, *, embedding_dim: int = 64, dropout: float | None = None, **kwargs) -> nn.Module:
-    """``"mean"`` -> :class:`MeanEmbedding` (default word dropout 0.1), ``"cnn"`` -> :class:`TextCNN` (dropout 0.5)."""
-    check_choice("kind", kind, ("mean", "cnn"))
+    """``"mean"`` -> :class:`MeanEmbedding` (default word dropout 0.1), ``"mean_vader"`` ->
+    :class:`PriorMeanEmbedding` (the same), ``"cnn"`` -> :class:`TextCNN` (dropout 0.5)."""
+    check_choice("kind", kind, ("mean", "mean_vader", "cnn"))
     vocab_size = check_positive_int("vocab_size", vocab_size)
     embedding_dim = check_positive_int("embedding_dim", embedding_dim)
-    if kind == "mean":
+    if kind in ("mean", "mean_vader"):
         dropout = 0.1 if dropout is None else check_real("dropout", dropout, 0.0, 1.0, high_open=True)
-        return MeanEmbedding(vocab_size, embedding_dim, dropout)
+        return (MeanEmbedding if kind == "mean" else PriorMeanEmbedding)(vocab_size, embedding_dim, dropout)
     dropout = 0.5 if dropout is None else check_real("dropout", dropout, 0.0, 1.0, high_open=True)
     return TextCNN(vocab_size, embedding_dim, dropout=dropout, **kwargs)
 
@@ -376,6 +411,28 @@ def _check_ids(name: str, value) -> torch.Tensor:
     return value
 
 
+def _check_prior(name: str, model: nn.Module, prior, n: int) -> torch.Tensor | None:
+    """``prior`` as float32 ``(n,)`` when ``model`` takes one (a :class:`PriorMeanEmbedding`), else it must be None."""
+    takes = isinstance(model, PriorMeanEmbedding)
+    if prior is None:
+        if takes:
+            raise ValueError(f"A PriorMeanEmbedding needs its sentence scores: pass `{name}`, one float per row. "
+                             f"Received: {name}=None")
+        return None
+    if not takes:
+        raise ValueError(f"`{name}` is only for a PriorMeanEmbedding; this model is a {type(model).__name__}. "
+                         f"Received: {name} of type {type(prior).__name__}")
+    array = np.asarray(prior.detach().cpu() if isinstance(prior, torch.Tensor) else prior)
+    if array.dtype.kind not in "fiu" or array.shape != (n,) or not np.isfinite(array).all():
+        raise ValueError(f"`{name}` must hold {n} finite numbers, one per row, shape ({n},). "
+                         f"Received: {name} with dtype {array.dtype} and shape {array.shape}")
+    return torch.as_tensor(array, dtype=torch.float32)
+
+
+def _logits(model: nn.Module, ids: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
+    return model(ids) if prior is None else model(ids, prior)
+
+
 def _trim(ids: torch.Tensor) -> torch.Tensor:
     """Drop the all-padding columns at the right of a batch."""
     width = int((ids != Vocabulary.PAD).sum(1).max().clamp(min=1))
@@ -383,19 +440,25 @@ def _trim(ids: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, ids: torch.Tensor, *, batch_size: int = 512) -> np.ndarray:
-    r""":math:`P(\text{positive}) = \sigma(z)` for each row of ``ids`` ``(n, T)``, float64 array ``(n,)``, in eval mode."""
+def predict_proba(model: nn.Module, ids: torch.Tensor, *, batch_size: int = 512, prior=None) -> np.ndarray:
+    r""":math:`P(\text{positive}) = \sigma(z)` for each row of ``ids`` ``(n, T)``, float64 array ``(n,)``, in eval mode.
+
+    ``prior``: the sentence scores ``(n,)`` of a :class:`PriorMeanEmbedding` (only for that model).
+    """
     ids = _check_ids("ids", ids)
     batch_size = check_positive_int("batch_size", batch_size)
+    prior = _check_prior("prior", model, prior, len(ids))
     was_training = model.training
     model.eval()
-    out = [torch.sigmoid(model(_trim(ids[i:i + batch_size]))) for i in range(0, len(ids), batch_size)]
+    out = [torch.sigmoid(_logits(model, _trim(ids[i:i + batch_size]), None if prior is None else prior[i:i + batch_size]))
+           for i in range(0, len(ids), batch_size)]
     model.train(was_training)
     return torch.cat(out).double().numpy() if out else np.zeros(0)
 
 
 def train(model: nn.Module, ids: torch.Tensor, labels, *, epochs: int = 20, batch_size: int = 32,
-          learning_rate: float = 3e-3, weight_decay: float = 0.0, seed: int = 0, validation_data=None) -> dict:
+          learning_rate: float = 3e-3, weight_decay: float = 0.0, seed: int = 0, validation_data=None,
+          prior=None) -> dict:
     r"""Adam (AdamW when ``weight_decay`` > 0) on the binary cross-entropy, shuffled batches from ``seed``.
 
     With ``validation_data=(val_ids, val_labels)`` (rows of the *training* sentences set aside)
@@ -404,7 +467,9 @@ def train(model: nn.Module, ids: torch.Tensor, labels, *, epochs: int = 20, batc
     re-initialises every layer (``reset_parameters``) and then draws the batches, so the same seed
     gives the same model whatever the model's weights were before.
     Returns a history dict: ``loss`` per epoch and, with validation data, ``val_accuracy`` and
-    ``best_epoch`` (1-based). Runs on one thread (:func:`single_thread`).
+    ``best_epoch`` (1-based). Runs on one thread (:func:`single_thread`). A
+    :class:`PriorMeanEmbedding` takes its sentence scores as ``prior`` ``(n,)`` and, for validation,
+    as a third element ``(val_ids, val_labels, val_prior)``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a torch.nn.Module. Received: model of type {type(model).__name__}")
@@ -415,19 +480,23 @@ def train(model: nn.Module, ids: torch.Tensor, labels, *, epochs: int = 20, batc
     learning_rate = check_real("learning_rate", learning_rate, 0.0, low_open=True)
     weight_decay = check_real("weight_decay", weight_decay, 0.0)
     seed = _check_seed(seed)
+    prior = _check_prior("prior", model, prior, len(ids))
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError(f"`validation_data` must be a pair (ids, labels). Received: validation_data={validation_data!r}")
+        size = 2 if prior is None else 3
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != size:
+            what = "a pair (ids, labels)" if size == 2 else "a triple (ids, labels, prior)"
+            raise TypeError(f"`validation_data` must be {what}. Received: validation_data={validation_data!r}")
         val_ids = _check_ids("validation_data[0]", validation_data[0])
         val_labels = _check_labels("validation_data[1]", validation_data[1], len(val_ids))
+        val_prior = _check_prior("validation_data[2]", model, validation_data[2] if size == 3 else None, len(val_ids))
     with single_thread():
         return _train(model, ids, labels, epochs, batch_size, learning_rate, weight_decay, seed,
-                      None if validation_data is None else (val_ids, val_labels))
+                      None if validation_data is None else (val_ids, val_labels, val_prior), prior)
 
 
-def _train(model, ids, labels, epochs, batch_size, learning_rate, weight_decay, seed, validation_data) -> dict:
+def _train(model, ids, labels, epochs, batch_size, learning_rate, weight_decay, seed, validation_data, prior) -> dict:
     if validation_data is not None:
-        val_ids, val_labels = validation_data
+        val_ids, val_labels, val_prior = validation_data
     torch.manual_seed(seed)
     for module in model.modules():
         if module is not model and hasattr(module, "reset_parameters"):
@@ -435,6 +504,9 @@ def _train(model, ids, labels, epochs, batch_size, learning_rate, weight_decay, 
     if getattr(model, "embedding", None) is not None:
         with torch.no_grad():
             model.embedding.weight[Vocabulary.PAD].zero_()
+    if isinstance(model, PriorMeanEmbedding):
+        with torch.no_grad():
+            model.prior_weight.zero_()
     optimizer = (torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay) if weight_decay
                  else torch.optim.Adam(model.parameters(), lr=learning_rate))
     generator = torch.Generator().manual_seed(seed)
@@ -449,14 +521,15 @@ def _train(model, ids, labels, epochs, batch_size, learning_rate, weight_decay, 
         total = 0.0
         for start in range(0, len(ids), batch_size):
             batch = order[start:start + batch_size]
-            loss = nn.functional.binary_cross_entropy_with_logits(model(_trim(ids[batch])), y[batch])
+            logits = _logits(model, _trim(ids[batch]), None if prior is None else prior[batch])
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, y[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += loss.item() * len(batch)
         history["loss"].append(total / len(ids))
         if validation_data is not None:
-            score = accuracy(val_labels, predict_proba(model, val_ids) >= 0.5)
+            score = accuracy(val_labels, predict_proba(model, val_ids, prior=val_prior) >= 0.5)
             history["val_accuracy"].append(score)
             if score > best:
                 best, best_state, history["best_epoch"] = score, copy.deepcopy(model.state_dict()), len(history["loss"])
@@ -464,6 +537,29 @@ def _train(model, ids, labels, epochs, batch_size, learning_rate, weight_decay, 
         model.load_state_dict(best_state)
     model.eval()
     return history
+
+
+# --- prior knowledge: VADER -------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _vader():
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def vader_compound(texts) -> np.ndarray:
+    r"""VADER's compound score of each sentence (Hutto and Gilbert 2014): float64 ``(n,)`` in :math:`[-1, 1]`.
+
+    VADER adds up the valences (-4 to +4, rated by people) of the ~7,500 words, emoticons and
+    slang of its lexicon that occur in the sentence, adjusted by rules for negation ("not good"),
+    intensifiers ("very"), contrast ("but"), capitals and "!", and squashes the sum :math:`x` to
+    :math:`x / \sqrt{x^2 + 15}`. Nothing of it is learned from our data: it is prior knowledge,
+    shipped offline by the ``vaderSentiment`` package.
+    """
+    texts = _check_texts("texts", texts)
+    analyzer = _vader()
+    return np.array([analyzer.polarity_scores(t)["compound"] for t in texts], dtype=np.float64)
 
 
 # --- metrics --------------------------------------------------------------------------------------------------------
@@ -513,8 +609,9 @@ def word_contributions(model: MeanEmbedding, vocab: Vocabulary, text: str) -> li
     are marked ``"(<unk>)"`` (they all share the embedding of id 1); with ``ngrams=2`` the word
     pairs are listed after the words.
     """
-    if not isinstance(model, MeanEmbedding):
-        raise TypeError(f"`model` must be a MeanEmbedding. Received: model of type {type(model).__name__}")
+    if not isinstance(model, MeanEmbedding) or isinstance(model, PriorMeanEmbedding):
+        raise TypeError(f"`model` must be a MeanEmbedding (without a prior, whose term is not a word's). "
+                        f"Received: model of type {type(model).__name__}")
     tokens = with_ngrams(tokenize(text), vocab.ngrams)
     ids = vocab.encode(text)
     if not ids:
@@ -574,38 +671,59 @@ def source_accuracy(labels, proba, sources) -> dict[str, float]:
     return out
 
 
-def fit_models(data: Sentences, train_index, test_index, *, seed: int = 0, models=("bow", "mean", "cnn"),
-               val_fraction: float = 0.1, split_seed: int = 0) -> dict:
-    """Fit each of ``models`` on the rows ``train_index`` of ``data`` and predict the rows ``test_index``.
+MODELS = ("bow", "vader", "bow_vader", "mean", "mean_vader", "cnn")
+VADER_CUTOFF = 0.05   # VADER's documented rule: positive when the compound score is at least 0.05
 
-    ``"bow"``: :func:`fit_bow_baseline` on all training rows (``C`` by CV with folds from ``seed``).
-    ``"mean"``/``"cnn"``: a :class:`Vocabulary` of the fitting rows, :func:`build_model` with
-    :data:`MEAN`/:data:`CNN`, :func:`train` with ``seed`` and early stopping on a stratified
-    ``val_fraction`` of the training rows (drawn with ``split_seed``, the same for every model seed).
+
+def fit_models(data: Sentences, train_index, test_index, *, seed: int = 0, models=MODELS,
+               val_fraction: float = 0.1, split_seed: int = 0) -> dict:
+    r"""Fit each of ``models`` (names from :data:`MODELS`) on the rows ``train_index`` of ``data`` and predict ``test_index``.
+
+    ``"bow"``: :func:`fit_bow_baseline` on all training rows (``C`` by CV with folds from ``seed``);
+    ``"bow_vader"`` the same with ``vader=True``. ``"vader"``: no training, positive when
+    :func:`vader_compound` :math:`c \ge` :data:`VADER_CUTOFF` (VADER's own rule), with
+    :math:`P = \mathrm{clip}(\tfrac12 + (c - 0.05)/2, 0, 1)` for the AUC.
+    ``"mean"``/``"mean_vader"``/``"cnn"``: a :class:`Vocabulary` of the fitting rows, :func:`build_model`
+    with :data:`MEAN`/:data:`MEAN`/:data:`CNN`, :func:`train` with ``seed`` and early stopping on a
+    stratified ``val_fraction`` of the training rows (drawn with ``split_seed``, the same for every
+    model seed); ``"mean_vader"`` gets the VADER scores as its ``prior``.
     Returns ``{"labels", "sources", "vocab", name: {"proba", "accuracy", ...}}``.
     """
     seed = _check_seed(seed)
+    if isinstance(models, str):
+        raise TypeError(f"`models` must be a sequence of model names, not a str. Received: models={models!r}")
     for name in models:
-        check_choice("models", name, ("bow", "mean", "cnn"))
+        check_choice("models", name, MODELS)
     train_data, test_data = data.subset(train_index), data.subset(test_index)
     out = {"labels": test_data.labels, "sources": test_data.sources}
-    if "bow" in models:
-        search = fit_bow_baseline(train_data.texts, train_data.labels, seed=seed)
-        proba = search.predict_proba(test_data.texts)[:, 1]
-        out["bow"] = {"proba": proba, "search": search, "C": search.best_params_["logisticregression__C"],
-                      "accuracy": source_accuracy(test_data.labels, proba, test_data.sources)}
-    neural = [name for name in models if name != "bow"]
+    for name in ("bow", "bow_vader"):
+        if name in models:
+            search = fit_bow_baseline(train_data.texts, train_data.labels, seed=seed, vader=name == "bow_vader")
+            proba = search.predict_proba(test_data.texts)[:, 1]
+            out[name] = {"proba": proba, "search": search, "C": search.best_params_["logisticregression__C"],
+                         "accuracy": source_accuracy(test_data.labels, proba, test_data.sources)}
+    if "vader" in models or "mean_vader" in models:
+        train_prior, test_prior = vader_compound(train_data.texts), vader_compound(test_data.texts)
+    if "vader" in models:
+        proba = np.clip(0.5 + (test_prior - VADER_CUTOFF) / 2.0, 0.0, 1.0)   # P >= 0.5 exactly when c >= the cut-off
+        out["vader"] = {"proba": proba, "accuracy": source_accuracy(test_data.labels, proba, test_data.sources)}
+    neural = [name for name in models if name in ("mean", "mean_vader", "cnn")]
     if neural:
         fit, val = validation_split(train_data.labels, train_data.sources, val_fraction=val_fraction, seed=split_seed)
         vocab = Vocabulary.from_texts([train_data.texts[i] for i in fit])
         ids, test_ids = vocab.batch(train_data.texts), vocab.batch(test_data.texts)
         out["vocab"] = vocab
         for name in neural:
-            model_kwargs, train_kwargs = MEAN if name == "mean" else CNN
+            model_kwargs, train_kwargs = CNN if name == "cnn" else MEAN
             model = build_model(name, len(vocab), **model_kwargs)
-            history = train(model, ids[fit], train_data.labels[fit], seed=seed,
-                            validation_data=(ids[val], train_data.labels[val]), **train_kwargs)
-            proba = predict_proba(model, test_ids)
+            if name == "mean_vader":
+                history = train(model, ids[fit], train_data.labels[fit], seed=seed, prior=train_prior[fit],
+                                validation_data=(ids[val], train_data.labels[val], train_prior[val]), **train_kwargs)
+                proba = predict_proba(model, test_ids, prior=test_prior)
+            else:
+                history = train(model, ids[fit], train_data.labels[fit], seed=seed,
+                                validation_data=(ids[val], train_data.labels[val]), **train_kwargs)
+                proba = predict_proba(model, test_ids)
             out[name] = {"proba": proba, "model": model, "history": history,
                          "accuracy": source_accuracy(test_data.labels, proba, test_data.sources)}
     return out

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import os
 
-# Measured over seeds 0-4 x 1 thread (benchmarks/recommenders_thresholds.md): worst rmse_random 0.8536,
-# mf_minus_svd -0.0228, rmse_temporal 0.8900, hr10 0.2094, ndcg10 0.0448, auc 0.7841, log_loss 0.5632,
-# ece 0.0253, logistic_minus_fm_auc 0.0079. Each threshold leaves a margin beyond the worst seed; for hr10 it
-# is thin (0.009): it is also just above popularity's HR@10 (0.1972, no seed), which the chapter compares with.
+# Measured over seeds 0-4 x 1 and 2 threads (benchmarks/recommenders_thresholds.md): worst rmse_random 0.8484,
+# mf_minus_svd -0.0267, rmse_temporal 0.8833, mf_minus_svd_temporal -0.0001 (seed 0: a tie), hr10 0.2094,
+# ndcg10 0.0448, auc 0.7833, log_loss 0.5632, ece 0.0253, logistic_minus_fm_auc 0.0079. Each threshold leaves a
+# margin beyond the worst seed; for hr10 it is thin (0.009): it is also just above popularity's HR@10 (0.1972, no
+# seed), which the chapter compares with.
 THRESHOLDS = {
-    "rmse_random": (0.856, "max"),       # our MF, random split
+    "rmse_random": (0.851, "max"),       # our MF, random split
     "mf_minus_svd": (0.0, "max"),        # our MF's RMSE minus Surprise SVD's, random split: must not be worse
-    "rmse_temporal": (0.895, "max"),
+    "rmse_temporal": (0.886, "max"),
+    # temporal split: "matches or beats" Surprise's SVD, i.e. at most 0.002 worse (SVD alone spans 0.006 over seeds)
+    "mf_minus_svd_temporal": (0.002, "max"),
     "hr10": (0.2, "min"),                # BPR MF, temporal split, full ranking
     "ndcg10": (0.04, "min"),
     "auc": (0.78, "min"),                # the factorisation machine, random split
@@ -58,6 +61,7 @@ def measure(seed: int) -> dict[str, float]:
         out[f"rmse_{name}"] = rec.rmse(test["rating"].to_numpy(), rec.predict_mf(mf[name], test))
         out[f"svd_{name}"] = rec.surprise_rmse(train, test, surprise.SVD(random_state=SEED))[0]
     out["mf_minus_svd"] = out["rmse_random"] - out["svd_random"]
+    out["mf_minus_svd_temporal"] = out["rmse_temporal"] - out["svd_temporal"]
 
     train, test = splits["temporal"]
     exclude = rec.interaction_mask(train, n_users, n_items)

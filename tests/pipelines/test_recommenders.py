@@ -319,3 +319,30 @@ def test_argument_errors():
         rec.surprise_rmse(frame, frame, "SVD")
     with pytest.raises(ValueError, match="`grid` must be a non-empty list of dicts"):
         rec.tune_mf(frame, frame, 30, 40, [{"dim": 4}])
+
+
+def test_chapter_thresholds_and_seed_ranges_are_the_measured_ones():
+    """The notebook's checked constants are scripts/thresholds/recommenders.py's, beyond the worst seed of
+    every table in benchmarks/recommenders_thresholds.md (1 and 2 threads), and its SPREAD is the
+    table's min and max (to the 4 decimals it prints)."""
+    import ast
+    import json
+    import re
+
+    from tests.helpers import chapter_thresholds_hold
+    from tests.notebooks import ROOT
+
+    notebook = "book/applications/recommenders.ipynb"
+    chapter_thresholds_hold("recommenders", notebook, {
+        "RMSE_RANDOM_MAX": "rmse_random", "MATCH_TOLERANCE": "mf_minus_svd_temporal", "HR_MIN": "hr10",
+        "NDCG_MIN": "ndcg10", "AUC_MIN": "auc", "LOGLOSS_MAX": "log_loss", "AUC_GAP_MAX": "logistic_minus_fm_auc",
+        "ECE_MAX": "ece"})
+    cells = json.loads((ROOT / notebook).read_text(encoding="utf-8"))["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    spread = ast.literal_eval(re.search(r"^SPREAD = (\{.*?\})$", code, re.M | re.S).group(1))
+    table = (ROOT / "benchmarks/recommenders_thresholds.md").read_text(encoding="utf-8")
+    for metric, (low, high) in spread.items():
+        row = re.search(rf"^\| recommenders \| {metric} \| \d+ \| (-?[\d.e-]+) \| -?[\d.e-]+ \| (-?[\d.e-]+) \|", table, re.M)
+        assert row, metric
+        # both sides are rounded (the table to 4 significant digits, SPREAD to 4 decimals): 6e-5 covers the two
+        assert (float(row.group(1)), float(row.group(2))) == pytest.approx((low, high), abs=6e-5), metric

@@ -259,3 +259,123 @@ def test_single_thread_restores_the_thread_count():
     with sentiment.single_thread():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+# --- prior knowledge: VADER's sentence score -------------------------------------------------------------------------
+
+def test_vader_compound_is_vaders_own_score():
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    texts = ["The food was not good.", "I LOVE this phone!!!", "It arrived on Tuesday.", "Great plot, but awful actors."]
+    reference = SentimentIntensityAnalyzer()
+    expected = [reference.polarity_scores(t)["compound"] for t in texts]
+    got = sentiment.vader_compound(texts)
+    assert got.dtype == np.float64 and got.shape == (4,)
+    np.testing.assert_array_equal(got, expected)
+    assert got[0] < 0 < got[1] and got[2] == 0.0       # negation flips "good"; no lexicon word scores 0
+    with pytest.raises(TypeError, match="texts"):
+        sentiment.vader_compound("one sentence, not a list")
+
+
+def test_prior_model_adds_the_weighted_score_to_the_mean_pooled_logit():
+    torch.manual_seed(0)
+    prior_model = sentiment.build_model("mean_vader", 10, embedding_dim=4).eval()
+    plain = sentiment.build_model("mean", 10, embedding_dim=4).eval()
+    plain.load_state_dict({k: v for k, v in prior_model.state_dict().items() if k != "prior_weight"})
+    with torch.no_grad():
+        prior_model.prior_weight.fill_(1.5)
+    ids, prior = torch.tensor([[2, 3, 4], [5, 6, 0]]), torch.tensor([0.25, -0.5])
+    with torch.no_grad():
+        torch.testing.assert_close(prior_model(ids, prior), plain(ids) + 1.5 * prior)
+    p = sentiment.predict_proba(prior_model, ids, prior=prior.numpy())
+    np.testing.assert_allclose(p, torch.sigmoid(plain(ids) + 1.5 * prior).detach().double().numpy(), rtol=1e-6)
+
+
+def test_prior_model_learns_from_the_prior_alone():
+    """Sentences of filler words only: the words carry nothing, the prior carries the label."""
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(FILLER, size=4)) for _ in range(200)]
+    labels = np.arange(200) % 2
+    prior = np.where(labels == 1, 0.6, -0.6) + rng.normal(0, 0.1, 200)
+    vocab = sentiment.Vocabulary.from_texts(texts)
+    ids = vocab.batch(texts)
+    runs = []
+    for _ in range(2):
+        model = sentiment.build_model("mean_vader", len(vocab), embedding_dim=4)
+        history = sentiment.train(model, ids[:160], labels[:160], epochs=10, learning_rate=5e-2, seed=1, prior=prior[:160],
+                                  validation_data=(ids[160:], labels[160:], prior[160:]))
+        runs.append(sentiment.predict_proba(model, ids[160:], prior=prior[160:]))
+    assert model.prior_weight.item() > 0.3      # early stopping keeps the first epoch with every validation row right
+    assert sentiment.accuracy(labels[160:], runs[0] >= 0.5) == 1.0
+    assert 1 <= history["best_epoch"] <= 10
+    np.testing.assert_array_equal(runs[0], runs[1])
+    plain = sentiment.build_model("mean", len(vocab), embedding_dim=4)
+    sentiment.train(plain, ids[:160], labels[:160], epochs=10, learning_rate=5e-2, seed=1)
+    assert sentiment.accuracy(labels[160:], sentiment.predict_proba(plain, ids[160:]) >= 0.5) < 0.8
+
+
+def test_prior_argument_errors():
+    prior_model, plain = sentiment.build_model("mean_vader", 10), sentiment.build_model("mean", 10)
+    ids, labels = torch.zeros(4, 3, dtype=torch.int64), [0, 1, 0, 1]
+    with pytest.raises(ValueError, match=r"`prior`.*Received: prior=None"):
+        sentiment.train(prior_model, ids, labels)
+    with pytest.raises(ValueError, match=r"`prior` is only for a PriorMeanEmbedding"):
+        sentiment.predict_proba(plain, ids, prior=np.zeros(4))
+    with pytest.raises(ValueError, match=r"`prior` must hold 4 finite numbers.*shape \(3,\)"):
+        sentiment.train(prior_model, ids, labels, prior=np.zeros(3))
+    with pytest.raises(ValueError, match=r"`prior` must hold 4 finite numbers"):
+        sentiment.predict_proba(prior_model, ids, prior=np.array([0.0, np.nan, 0.0, 0.0]))
+    with pytest.raises(TypeError, match=r"validation_data.*triple"):
+        sentiment.train(prior_model, ids, labels, prior=np.zeros(4), validation_data=(ids, labels))
+    with pytest.raises(ValueError, match=r"validation_data\[2\]"):
+        sentiment.train(prior_model, ids, labels, prior=np.zeros(4), validation_data=(ids, labels, np.zeros(2)))
+    with pytest.raises(TypeError, match="without a prior"):
+        sentiment.word_contributions(prior_model, sentiment.Vocabulary.from_texts(["a b"]), "a b")
+    with pytest.raises(TypeError, match="models"):
+        sentiment.fit_models(None, [], [], models="bow")
+
+
+def test_baseline_with_vader_has_one_more_feature_and_uses_it():
+    texts, labels = _toy()
+    plain = sentiment.fit_bow_baseline(texts, labels, Cs=(1.0,), folds=3)
+    with_vader = sentiment.fit_bow_baseline(texts, labels, Cs=(1.0,), folds=3, vader=True)
+    n_words = plain.best_estimator_.steps[-1][1].coef_.shape[1]
+    coef = with_vader.best_estimator_.steps[-1][1].coef_[0]
+    assert coef.shape == (n_words + 1,)
+    assert coef[-1] > 0          # VADER scores the toy's positive words above its negative ones
+    with pytest.raises(TypeError, match="vader"):
+        sentiment.fit_bow_baseline(texts, labels, vader="yes")
+
+
+def test_chapter_constants_are_the_measured_ones():
+    """The notebook's STORED (mean, std) and STORED_RANGE (min, max) are benchmarks/sentiment.json's, as
+    printed (4 decimals); its accuracy thresholds are scripts/thresholds/sentiment.py's, below the worst
+    seed of benchmarks/sentiment_thresholds.md."""
+    import ast
+    import importlib.util
+    import json
+    import re
+
+    from tests.notebooks import ROOT
+
+    cells = json.loads((ROOT / "book/applications/sentiment.ipynb").read_text(encoding="utf-8"))["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    summary = json.loads((ROOT / "benchmarks/sentiment.json").read_text(encoding="utf-8"))["summary"]
+    stored = ast.literal_eval(re.search(r"^STORED = (\{.*?\})$", code, re.M | re.S).group(1))
+    ranges = ast.literal_eval(re.search(r"^STORED_RANGE = (\{.*?\})$", code, re.M | re.S).group(1))
+    for name, (mean, std) in stored.items():
+        assert (mean, std) == pytest.approx((summary[name]["mean"], summary[name]["std"]), abs=5e-5), name
+    for name, (low, high) in ranges.items():
+        assert (low, high) == pytest.approx((summary[name]["min"], summary[name]["max"]), abs=5e-5), name
+    spec = importlib.util.spec_from_file_location("thr_sentiment", ROOT / "scripts/thresholds/sentiment.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    notebook = ast.literal_eval(re.search(r"^THRESHOLDS = (\{.*?\})", code, re.M).group(1))
+    assert set(notebook) == {"bow", "mean", "cnn", "mean_vader", "bow_vader"}
+    table = (ROOT / "benchmarks/sentiment_thresholds.md").read_text(encoding="utf-8")
+    for key, value in notebook.items():
+        threshold, kind = module.THRESHOLDS[f"{key}_accuracy"]
+        assert (value, kind) == (threshold, "min"), key
+        low = float(re.search(rf"^\| sentiment \| {key}_accuracy \| \d+ \| ([\d.]+) \|", table, re.M).group(1))
+        assert threshold < low, (key, threshold, low)
+        assert ranges[f"{key}/in-source/all"][0] >= low - 5e-5, key   # the same runs: the same worst seed
