@@ -83,6 +83,10 @@ def assert_matches_torch(
         assert_close(f"gradient of input {i}", got, want, rtol=grad_rtol, atol=grad_atol, check_dtype=check_dtype)
 
 
+# A number in benchmarks/<chapter>_thresholds.md: 4 significant digits, small ones as 9.578e-05.
+TABLE_NUMBER = r"-?[\d.]+(?:e[-+]?\d+)?"
+
+
 def chapter_thresholds_hold(chapter: str, notebook: str, constants: dict[str, str]) -> None:
     """Each ``NAME = value`` constant of ``notebook``'s code equals ``scripts/thresholds/<chapter>.py``'s
     threshold for its metric, and lies beyond the worst run of every table in
@@ -103,8 +107,8 @@ def chapter_thresholds_hold(chapter: str, notebook: str, constants: dict[str, st
         value = float(re.search(rf"^{constant} = (-?[\d.]+)", code, re.M).group(1))
         threshold, kind = module.THRESHOLDS[metric]
         assert value == threshold, f"{constant} = {value} in the notebook, {threshold} in the script"
-        number = r"-?[\d.]+(?:e[-+]?\d+)?"   # the tables print 4 significant digits, small ones as 9.578e-05
-        rows = re.findall(rf"^\| {chapter} \| {metric} \| \d+ \| ({number}) \| {number} \| ({number}) \|", table, re.M)
+        rows = re.findall(rf"^\| {chapter} \| {metric} \| \d+ \| ({TABLE_NUMBER}) \| {TABLE_NUMBER} \| ({TABLE_NUMBER}) \|",
+                          table, re.M)
         assert rows, f"{metric}: no measured row in benchmarks/{chapter}_thresholds.md"
         for low, high in rows:
             worst = float(low if kind == "min" else high)

@@ -44,9 +44,10 @@ from dlnotes._checks import check_choice, check_ndarray, check_positive_int, che
 from dlnotes.runtime import _check_seed
 
 __all__ = ["SOURCES", "Sentences", "parse_labelled", "load_sentences", "stratified_split", "validation_split",
-           "tokenize", "with_ngrams", "Vocabulary", "fit_bow_baseline", "bow_top_words", "MeanEmbedding", "TextCNN",
-           "build_model", "train", "predict_proba", "vader_compound", "PriorMeanEmbedding", "accuracy", "roc_auc", "word_contributions", "occlusion",
-           "cross_source_splits", "single_thread", "MEAN", "CNN", "MODELS", "VADER_CUTOFF", "fit_models", "source_accuracy"]
+           "tokenize", "with_ngrams", "Vocabulary", "fit_bow_baseline", "bow_top_words", "MeanEmbedding",
+           "PriorMeanEmbedding", "TextCNN", "build_model", "train", "predict_proba", "vader_compound", "accuracy",
+           "roc_auc", "word_contributions", "occlusion", "cross_source_splits", "single_thread", "MEAN", "CNN",
+           "MODELS", "VADER_CUTOFF", "fit_models", "source_accuracy"]
 
 SOURCES = ("amazon", "imdb", "yelp")
 
@@ -548,6 +549,13 @@ def _vader():
     return SentimentIntensityAnalyzer()
 
 
+@functools.lru_cache(maxsize=None)
+def _compound(text: str) -> float:
+    # Cached: the baseline with VADER's feature (a FunctionTransformer in GridSearchCV) asks for the same
+    # training sentences in every fold and for every C; the score of a sentence never changes.
+    return _vader().polarity_scores(text)["compound"]
+
+
 def vader_compound(texts) -> np.ndarray:
     r"""VADER's compound score of each sentence (Hutto and Gilbert 2014): float64 ``(n,)`` in :math:`[-1, 1]`.
 
@@ -558,8 +566,7 @@ def vader_compound(texts) -> np.ndarray:
     shipped offline by the ``vaderSentiment`` package.
     """
     texts = _check_texts("texts", texts)
-    analyzer = _vader()
-    return np.array([analyzer.polarity_scores(t)["compound"] for t in texts], dtype=np.float64)
+    return np.array([_compound(t) for t in texts], dtype=np.float64)
 
 
 # --- metrics --------------------------------------------------------------------------------------------------------
@@ -682,7 +689,7 @@ def fit_models(data: Sentences, train_index, test_index, *, seed: int = 0, model
     ``"bow"``: :func:`fit_bow_baseline` on all training rows (``C`` by CV with folds from ``seed``);
     ``"bow_vader"`` the same with ``vader=True``. ``"vader"``: no training, positive when
     :func:`vader_compound` :math:`c \ge` :data:`VADER_CUTOFF` (VADER's own rule), with
-    :math:`P = \mathrm{clip}(\tfrac12 + (c - 0.05)/2, 0, 1)` for the AUC.
+    :math:`P = \mathrm{clip}(\tfrac12 + (c - \text{VADER\_CUTOFF})/2, 0, 1)` for the AUC.
     ``"mean"``/``"mean_vader"``/``"cnn"``: a :class:`Vocabulary` of the fitting rows, :func:`build_model`
     with :data:`MEAN`/:data:`MEAN`/:data:`CNN`, :func:`train` with ``seed`` and early stopping on a
     stratified ``val_fraction`` of the training rows (drawn with ``split_seed``, the same for every

@@ -2,7 +2,8 @@
 
 ``measure(seed)`` runs the chapter's own calls with ``SEED = seed``: the fixed split (split seed 0,
 20 percent test), ``sentiment.fit_models`` for every model, then the cross-source fits of the baseline,
-the mean-pooled model and both with VADER's score (train on two sources, test on the third's test rows). Every argument below is the notebook's; keep the two in step.
+the mean-pooled model and both with VADER's score (train on two sources, test on the third's test
+rows). Every argument below is the notebook's; keep the two in step.
 """
 
 from __future__ import annotations
